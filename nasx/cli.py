@@ -1,0 +1,179 @@
+"""The ``nasx`` command line (also ``python -m nasx``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nasx.errors import NasxError
+
+app = typer.Typer(
+    name="nasx",
+    help="Neural-architecture search and design-space explorer: classic CNNs and found cells in one genotype language.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+if not out.is_terminal:  # piped or captured: do not fold tables at 80 columns
+    out = Console(width=200)
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Report nasx errors as one clear message and exit 2, with no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NasxError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"nasx {version('nasx')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """nasx: networks as data, searched and compared on one chart."""
+
+
+def _gmacs(macs: int) -> str:
+    g = macs / 1e9
+    return f"{g:.4f}" if g >= 1 else f"{g:.4g}"
+
+
+@app.command()
+@_friendly
+def zoo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """List the classic networks with their params and MACs (measured, batch 1, stated input)."""
+    from nasx import zoo as registry
+    from nasx.models.complexity import complexity
+
+    rows = []
+    for name in registry.names():
+        net = registry.get(name)
+        c = complexity(net)
+        rows.append(
+            {
+                "name": name,
+                "family": registry.family(net),
+                "input_size": list(net.input.shape),
+                "classes": net.input.classes,
+                "params": c.params,
+                "macs": c.macs,
+                "digest": net.digest,
+                "reference": net.reference,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="nasx zoo (params: all, classifier included; MACs: conv + linear, batch 1)")
+    for col, justify in [
+        ("name", "left"),
+        ("family", "left"),
+        ("input", "left"),
+        ("params", "right"),
+        ("GMACs", "right"),
+        ("reference", "left"),
+    ]:
+        table.add_column(col, justify=justify, no_wrap=col != "reference")  # type: ignore[arg-type]
+    for r in rows:
+        c, h, w = r["input_size"]
+        ref = r["reference"].split(" (")[0].split(",")[0].split(":")[0]
+        table.add_row(r["name"], r["family"], f"{c}x{h}x{w}", f"{r['params']:,}", _gmacs(r["macs"]), ref)
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def describe(
+    network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
+    batch: Annotated[int, typer.Option(min=1, help="Batch size for the activation-memory estimate.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Per-stage breakdown of one network: output shape, params, MACs; plus its string form and digest."""
+    from nasx import zoo as registry
+    from nasx.models.complexity import activation_memory, complexity
+
+    net = registry.resolve(network)
+    c = complexity(net)
+    act = activation_memory(net, batch=batch)
+    if as_json:
+        doc = {
+            "name": net.name,
+            "family": registry.family(net),
+            "input_size": list(net.input.shape),
+            "params": c.params,
+            "macs": c.macs,
+            "digest": net.digest,
+            "string": net.to_string(),
+            "activation_bytes": act,
+            "activation_batch": batch,
+            "modules": [{"where": w, "out_shape": list(sh), "summary": t} for w, sh, t in registry.module_lines(net)],
+            "parts": [
+                {"name": p.name, "blocks": p.blocks, "out_shape": list(p.out_shape), "params": p.params, "macs": p.macs}
+                for p in c.parts
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    title = escape(f"{net.name or network}  [{registry.family(net)}]  input {c.input_shape}")
+    table = Table(title=title)
+    for col, justify in [
+        ("part", "left"),
+        ("blocks", "right"),
+        ("output", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("% MACs", "right"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for p in c.parts:
+        shape = "x".join(map(str, p.out_shape))
+        share = 100 * p.macs / c.macs if c.macs else 0.0
+        table.add_row(p.name, str(p.blocks), shape, f"{p.params:,}", f"{p.macs:,}", f"{share:.1f}")
+    table.add_section()
+    table.add_row("total", "", "", f"{c.params:,}", f"{c.macs:,}", "100.0")
+    out.print(table)
+    modules = registry.module_lines(net)
+    if modules:
+        out.print("modules (branches |, steps >, forks [a, b]):")
+    for where, shape, text in modules:
+        out.print(f"  {where:<11} {shape!s:<12} {text}", soft_wrap=True, highlight=False, markup=False)
+    out.print(f"GMACs {c.macs / 1e9:.4f}   GFLOPs {c.flops / 1e9:.4f}   digest {net.digest}")
+    out.print(f"activation memory (training forward, fp32, batch {batch}): ~{act / 2**20:,.1f} MiB")
+    out.print(f"string: {net.to_string()}", soft_wrap=True, highlight=False, markup=False)
+    if net.reference:
+        out.print(f"reference: {net.reference}", soft_wrap=True, highlight=False, markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""One builder per block kind, registered by kind: ``build_block(block, in_channels)``."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasx.errors import NasxError
+from nasx.models.layers import (
+    Concat,
+    PadShortcut,
+    SqueezeExcite,
+    act_layer,
+    conv_norm_act,
+    make_divisible,
+    norm_act,
+    pool2d,
+    separable_conv,
+)
+from nasx.space.genotype import (
+    ConvBlock,
+    ConvStep,
+    DenseBlock,
+    FireBlock,
+    InceptionBlock,
+    InceptionResidualBlock,
+    MBConvBlock,
+    MlpConvBlock,
+    PoolBlock,
+    PoolStep,
+    ResidualBlock,
+    SeparableBlock,
+    TransitionBlock,
+)
+from nasx.space.ops import Act, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
+
+Builder = Callable[[Any, int], nn.Module]
+_BUILDERS: dict[Kind, Builder] = {}
+
+
+def register(kind: Kind) -> Callable[[Builder], Builder]:
+    """Register the builder of one block kind (exactly one per kind)."""
+
+    def deco(fn: Builder) -> Builder:
+        if kind in _BUILDERS:
+            raise NasxError(f"a builder for block kind {kind.value!r} is already registered")
+        _BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def build_block(block: Any, cin: int) -> nn.Module:
+    """Build the torch module of one concrete block (``out`` and ``stride`` filled in)."""
+    try:
+        builder = _BUILDERS[block.kind]
+    except KeyError:
+        raise NasxError(f"no builder is registered for block kind {block.kind!r}") from None
+    return builder(block, cin)
+
+
+@register(Kind.CONV)
+def _conv(b: ConvBlock, cin: int) -> nn.Module:
+    return conv_norm_act(
+        cin, b.out, b.kernel, b.stride, b.pad, dilation=b.dilation, groups=b.groups, bias=b.bias, norm=b.norm, act=b.act
+    )
+
+
+@register(Kind.POOL)
+def _pool(b: PoolBlock, cin: int) -> nn.Module:
+    layer = pool2d(b.op, b.kernel, b.step, b.padding, b.ceil_mode)
+    return nn.Sequential(layer, nn.Dropout(b.dropout)) if b.dropout else layer
+
+
+@register(Kind.MLPCONV)
+def _mlpconv(b: MlpConvBlock, cin: int) -> nn.Module:
+    widths = [*b.hidden, b.out]
+    common = {"bias": b.bias, "norm": b.norm, "act": b.act}
+    layers = [conv_norm_act(cin, widths[0], b.kernel, b.stride, b.pad, **common)]
+    layers += [conv_norm_act(widths[i], widths[i + 1], 1, **common) for i in range(len(widths) - 1)]
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    """A residual unit: ``post(body(x) [* se] + shortcut(x))``, post- or pre-activation."""
+
+    def __init__(self, b: ResidualBlock, cin: int) -> None:
+        super().__init__()
+        self.preact = b.preact
+        out, mid, k = b.out, b.mid, b.kernel
+        if b.variant == Variant.BASIC:
+            convs = [(cin, mid, k, b.stride, b.groups), (mid, out, k, 1, b.groups)]
+        else:
+            convs = [(cin, mid, 1, 1, 1), (mid, mid, k, b.stride, b.groups), (mid, out, 1, 1, 1)]
+        body: list[nn.Module] = []
+        for i, (ci, co, kk, s, g) in enumerate(convs):
+            last = i == len(convs) - 1
+            if b.preact and i > 0:  # the first BN-act is shared with the shortcut: self.pre
+                body += [*norm_act(ci, b.act)]
+            if last and b.dropout:
+                body.append(nn.Dropout(b.dropout))
+            body.append(nn.Conv2d(ci, co, kk, s, kk // 2, groups=g, bias=False))
+            if not b.preact:
+                body += [nn.BatchNorm2d(co)] + ([] if last else [act_layer(b.act)])
+        self.pre = norm_act(cin, b.act) if b.preact else nn.Identity()
+        self.body = nn.Sequential(*body)
+        self.se = SqueezeExcite(out, make_divisible(out * b.se)) if b.se else nn.Identity()
+        self.project = False
+        if cin == out and b.stride == 1:
+            self.shortcut: nn.Module = nn.Identity()
+        elif b.shortcut == Shortcut.PAD:
+            self.shortcut = PadShortcut(cin, out, b.stride)
+        else:
+            self.project = True
+            norm = Norm.NONE if b.preact else Norm.BN
+            self.shortcut = conv_norm_act(cin, out, 1, b.stride, 0, norm=norm, act=Act.NONE)
+        self.post = nn.Identity() if b.preact else act_layer(b.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.pre(x)
+        # pre-activation networks project the pre-activated input (WRN, He et al. 2016b)
+        short = self.shortcut(pre if self.project else x)
+        return self.post(self.se(self.body(pre)) + short)
+
+
+@register(Kind.RESIDUAL)
+def _residual(b: ResidualBlock, cin: int) -> nn.Module:
+    return Residual(b, cin)
+
+
+# ---- dense family: dense, transition, separable, fire, mbconv ---------------------------------
+
+
+class Dense(nn.Module):
+    """A dense block: every layer sees the concatenation of the block input and all earlier layers' outputs."""
+
+    def __init__(self, b: DenseBlock, cin: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for i in range(b.layers):
+            c = cin + i * b.growth
+            layer: list[nn.Module] = []
+            if b.bn_size:
+                layer += [*norm_act(c, b.act), nn.Conv2d(c, b.bn_size * b.growth, 1, bias=False)]
+                c = b.bn_size * b.growth
+            layer += [*norm_act(c, b.act), nn.Conv2d(c, b.growth, b.kernel, 1, b.kernel // 2, bias=False)]
+            if b.dropout:
+                layer.append(nn.Dropout(b.dropout))
+            self.layers.append(nn.Sequential(*layer))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+@register(Kind.DENSE)
+def _dense(b: DenseBlock, cin: int) -> nn.Module:
+    return Dense(b, cin)
+
+
+@register(Kind.TRANSITION)
+def _transition(b: TransitionBlock, cin: int) -> nn.Module:
+    return nn.Sequential(*norm_act(cin, b.act), nn.Conv2d(cin, b.width(cin), 1, bias=False), nn.AvgPool2d(2, 2))
+
+
+class Separable(nn.Module):
+    """Xception block: ``[act] sep-conv BN`` x convs, [max pool], plus the (projected) input when residual."""
+
+    def __init__(self, b: SeparableBlock, cin: int) -> None:
+        super().__init__()
+        body: list[nn.Module] = []
+        c = cin
+        for i, width in enumerate(b.widths(cin)):
+            if i > 0 or b.act_first:
+                body.append(act_layer(b.act))  # not in place: the shortcut still reads the input
+            body += [separable_conv(c, width, b.kernel), nn.BatchNorm2d(width)]
+            c = width
+        if b.act_last:
+            body.append(act_layer(b.act))
+        if b.stride > 1:
+            body.append(nn.MaxPool2d(3, b.stride, 1))
+        self.body = nn.Sequential(*body)
+        self.shortcut: nn.Module | None = None
+        if b.residual:
+            same = cin == b.out and b.stride == 1
+            self.shortcut = nn.Identity() if same else conv_norm_act(cin, b.out, 1, b.stride, 0, act=Act.NONE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y if self.shortcut is None else y + self.shortcut(x)
+
+
+@register(Kind.SEPARABLE)
+def _separable(b: SeparableBlock, cin: int) -> nn.Module:
+    return Separable(b, cin)
+
+
+class Fire(nn.Module):
+    """Fire module: ``cat(expand1x1(s), expand3x3(s))`` with ``s = squeeze(x)``."""
+
+    def __init__(self, b: FireBlock, cin: int) -> None:
+        super().__init__()
+        s, e1, e3 = b.widths
+        common = {"bias": True, "norm": Norm.NONE, "act": b.act}
+        self.squeeze = conv_norm_act(cin, s, 1, **common)
+        self.expand1x1 = conv_norm_act(s, e1, 1, **common)
+        self.expand3x3 = conv_norm_act(s, e3, 3, 1, 1, **common)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(x)
+        return torch.cat([self.expand1x1(s), self.expand3x3(s)], 1)
+
+
+@register(Kind.FIRE)
+def _fire(b: FireBlock, cin: int) -> nn.Module:
+    return Fire(b, cin)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: [1x1 expand] -> depthwise kxk -> [SE] -> linear 1x1 projection, + input when shapes match."""
+
+    def __init__(self, b: MBConvBlock, cin: int) -> None:
+        super().__init__()
+        mid = b.mid(cin)
+        body: dict[str, nn.Module] = {}
+        if b.expand != 1:
+            body["expand"] = conv_norm_act(cin, mid, 1, act=b.act)
+        body["depthwise"] = conv_norm_act(mid, mid, b.kernel, b.stride, b.kernel // 2, groups=mid, act=b.act)
+        if b.se:
+            body["se"] = SqueezeExcite(mid, make_divisible(mid * b.se))
+        body["project"] = conv_norm_act(mid, b.out, 1, act=Act.NONE)
+        self.body = nn.Sequential(OrderedDict(body))
+        self.residual = b.residual(cin)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+@register(Kind.MBCONV)
+def _mbconv(b: MBConvBlock, cin: int) -> nn.Module:
+    return InvertedResidual(b, cin)
+
+
+# ---- inception family: branches of steps, concatenated ----------------------------------------
+
+
+def _branch(steps: tuple[Any, ...], cin: int) -> tuple[nn.Sequential, int]:
+    """One branch: its steps in sequence; returns the module and its output width."""
+    layers: list[nn.Module] = []
+    for step in steps:
+        if isinstance(step, ConvStep):
+            layers.append(
+                conv_norm_act(cin, step.out, step.kernel, step.stride, step.pad, bias=step.bias, norm=step.norm, act=step.act)
+            )
+            cin = step.out
+        elif isinstance(step, PoolStep):
+            op = PoolOp.MAX if step.op == StepOp.MAX_POOL else PoolOp.AVG
+            layers.append(pool2d(op, step.kernel, step.stride, step.pad))
+        else:  # a fork
+            fork, cin = _concat(step.fork, cin)
+            layers.append(fork)
+    return nn.Sequential(*layers), cin
+
+
+def _concat(branches: tuple[tuple[Any, ...], ...], cin: int) -> tuple[Concat, int]:
+    built = [_branch(steps, cin) for steps in branches]
+    return Concat([module for module, _ in built]), sum(width for _, width in built)
+
+
+@register(Kind.INCEPTION)
+def _inception(b: InceptionBlock, cin: int) -> nn.Module:
+    return _concat(b.branches, cin)[0]
+
+
+class InceptionResidual(nn.Module):
+    """``act(x + scale * project(concat(branches(x))))``; the 1x1 projection is linear."""
+
+    def __init__(self, b: InceptionResidualBlock, cin: int) -> None:
+        super().__init__()
+        self.branches, width = _concat(b.branches, cin)
+        self.project = nn.Conv2d(width, cin, 1, bias=b.bias)
+        self.scale = b.scale
+        self.act = act_layer(b.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.project(self.branches(x)) * self.scale + x)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+@register(Kind.INCEPTION_RESIDUAL)
+def _inception_residual(b: InceptionResidualBlock, cin: int) -> nn.Module:
+    return InceptionResidual(b, cin)

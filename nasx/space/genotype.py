@@ -1,0 +1,1184 @@
+"""The genotype language: a network as a small, frozen, typed value.
+
+A :class:`Network` is ``input``, ``stem`` (a list of blocks), ``stages`` and ``head``. A stage
+is either a block template repeated ``depth`` times at ``channels`` output channels (the first
+block takes the stage's ``stride``), or an explicit ``blocks`` list. Each block kind is a
+frozen pydantic model with a ``kind`` tag (see :class:`nasx.space.ops.Kind`).
+
+Values are *canonical*: anything implied by other fields (same-padding, a pool's stride equal
+to its kernel, a variant's default expansion) is stored as ``None``, so two spellings of one
+network compare equal and share a digest. Equality, hashing and the digest ignore ``name`` and
+``reference``: a found network that equals ResNet-20 *is* ResNet-20.
+
+No torch here: shapes are inferred arithmetically, which is also how invalid networks
+(spatial size below 1, channels not divisible by groups) are rejected before anything is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from nasx.errors import GenotypeError
+from nasx.space.ops import Act, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
+
+# Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+Kernel = PositiveInt | tuple[PositiveInt, PositiveInt]
+
+
+class Shape(NamedTuple):
+    """Channels, height, width of a feature map (batch excluded)."""
+
+    c: int
+    h: int
+    w: int
+
+    def __str__(self) -> str:
+        return f"{self.c}x{self.h}x{self.w}"
+
+
+class ShapeRuleError(ValueError):
+    """A rule that depends on the incoming shape; carries the offending field's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def _pair(v: Kernel) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (v[0], v[1])
+
+
+def _same_padding(kernel: Kernel, dilation: int = 1) -> tuple[int, int] | None:
+    kh, kw = _pair(kernel)
+    if kh % 2 == 0 or kw % 2 == 0:
+        return None
+    return (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+
+
+def _out_side(size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil: bool = False) -> int:
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _window(
+    shape: Shape, c_out: int, kernel: Kernel, stride: int, pad: tuple[int, int], dilation: int = 1, ceil: bool = False
+) -> Shape:
+    (kh, kw), (ph, pw) = _pair(kernel), pad
+    out = Shape(c_out, _out_side(shape.h, kh, stride, ph, dilation, ceil), _out_side(shape.w, kw, stride, pw, dilation, ceil))
+    if out.h < 1 or out.w < 1:
+        raise ShapeRuleError("kernel", f"spatial size must stay >= 1, but {shape} becomes {out}")
+    return out
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+class _Block(_Frozen):
+    """Common interface of block kinds: shape inference.
+
+    ``derived_out``: the kind's width follows from its input or branches, so ``out`` is never
+    required; every other kind with an ``out`` field needs it outside a repeated stage template.
+    """
+
+    derived_out: ClassVar[bool] = False
+
+    def out_shape(self, shape: Shape) -> Shape:  # pragma: no cover - every kind overrides
+        raise NotImplementedError
+
+
+def _check_kernel_padding(kernel: Kernel, padding: Any) -> None:
+    if padding is None and _same_padding(kernel) is None:
+        raise ShapeRuleError("padding", f"kernel {kernel} is even, so 'same' padding does not exist: give padding explicitly")
+
+
+def _int_pair(v: Any) -> tuple[int, int] | None:
+    """``v`` as an (h, w) pair if it is an int or a two-int list, else None (left to validation)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return (v[0], v[1])
+    return None
+
+
+def _canonical_padding(values: dict[str, Any]) -> dict[str, Any]:
+    """Store square kernels and paddings as one int, and padding as None when it is 'same' padding."""
+    kernel, pad = _int_pair(values.get("kernel", 3)), _int_pair(values.get("padding"))
+    if kernel and kernel[0] == kernel[1] and "kernel" in values:
+        values["kernel"] = kernel[0]
+    if pad and pad[0] == pad[1]:
+        values["padding"] = pad[0]
+    dilation = values.get("dilation", 1)
+    if kernel and pad and isinstance(dilation, int) and dilation > 0 and _same_padding(kernel, dilation) == pad:
+        values["padding"] = None
+    return values
+
+
+class ConvBlock(_Block):
+    """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG)."""
+
+    kind: Literal[Kind.CONV] = Kind.CONV
+    out: PositiveInt | None = None
+    kernel: Kernel = 3
+    stride: PositiveInt = 1
+    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None = None
+    dilation: PositiveInt = 1
+    groups: PositiveInt = 1
+    bias: StrictBool = False
+    norm: Norm = Norm.BN
+    act: Act = Act.RELU
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
+
+    @model_validator(mode="after")
+    def _rules(self) -> ConvBlock:
+        _check_kernel_padding(self.kernel, self.padding)
+        if self.out is not None and self.out % self.groups:
+            raise ShapeRuleError("groups", f"out ({self.out}) must be divisible by groups ({self.groups})")
+        return self
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        return _same_padding(self.kernel, self.dilation) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if shape.c % self.groups:
+            raise ShapeRuleError("groups", f"input channels ({shape.c}) must be divisible by groups ({self.groups})")
+        return _window(shape, self.out or 0, self.kernel, self.stride, self.pad, self.dilation)
+
+
+class PoolBlock(_Block):
+    """Spatial max or average pooling; ``stride`` defaults to ``kernel``. Optional dropout after."""
+
+    kind: Literal[Kind.POOL] = Kind.POOL
+    op: Literal[PoolOp.MAX, PoolOp.AVG] = PoolOp.MAX
+    kernel: Kernel = 2
+    stride: PositiveInt | None = None
+    padding: NonNegativeInt = 0
+    ceil_mode: StrictBool = False
+    dropout: Probability = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = dict(values)
+            kernel = values.get("kernel", 2)
+            if isinstance(kernel, (list, tuple)) and len(kernel) == 2 and kernel[0] == kernel[1]:
+                values["kernel"] = kernel = kernel[0]
+            if values.get("stride") is not None and values.get("stride") == kernel:
+                values["stride"] = None
+        return values
+
+    @model_validator(mode="after")
+    def _rules(self) -> PoolBlock:
+        if 2 * self.padding > min(_pair(self.kernel)):
+            raise ShapeRuleError("padding", f"must be at most half the kernel ({self.kernel}), got {self.padding}")
+        return self
+
+    @property
+    def step(self) -> int:
+        return self.stride if self.stride is not None else max(_pair(self.kernel))
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return _window(shape, shape.c, self.kernel, self.step, (self.padding, self.padding), ceil=self.ceil_mode)
+
+
+class MlpConvBlock(_Block):
+    """NiN's mlpconv: a kxk convolution then 1x1 convolutions, each followed by ``act``.
+
+    ``hidden`` lists the output channels of the kxk conv and of every 1x1 conv but the last,
+    whose width is ``out``.
+    """
+
+    kind: Literal[Kind.MLPCONV] = Kind.MLPCONV
+    out: PositiveInt | None = None
+    hidden: tuple[PositiveInt, ...] = Field(min_length=1)
+    kernel: Kernel = 3
+    stride: PositiveInt = 1
+    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None = None
+    bias: StrictBool = True
+    norm: Norm = Norm.NONE
+    act: Act = Act.RELU
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
+
+    @model_validator(mode="after")
+    def _rules(self) -> MlpConvBlock:
+        _check_kernel_padding(self.kernel, self.padding)
+        return self
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        return _same_padding(self.kernel) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return _window(shape, self.out or 0, self.kernel, self.stride, self.pad)
+
+
+class ResidualBlock(_Block):
+    """Residual block: basic (two kxk convs) or bottleneck (1x1, grouped kxk, 1x1).
+
+    The inner width is ``floor(out * width / expansion)``; ``expansion`` defaults to 1 for
+    basic and 4 for bottleneck blocks, so ``groups: 32, width: 2`` is ResNeXt-50 32x4d and
+    ``width: 2`` is Wide-ResNet-50-2. ``preact`` gives the pre-activation ordering (BN-act-conv,
+    He et al. 2016b, WRN). ``se`` > 0 adds squeeze-and-excitation with
+    ``round8(out * se)`` hidden channels before the addition. ``dropout`` sits between the
+    convolutions of a basic block (WRN).
+    """
+
+    kind: Literal[Kind.RESIDUAL] = Kind.RESIDUAL
+    variant: Variant = Variant.BASIC
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    kernel: PositiveInt = 3
+    expansion: PositiveInt | None = None
+    width: float = Field(default=1.0, gt=0)
+    groups: PositiveInt = 1
+    preact: StrictBool = False
+    shortcut: Shortcut = Shortcut.PROJECT
+    se: Probability = 0.0
+    act: Act = Act.RELU
+    dropout: Probability = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("expansion") is not None:
+            values = dict(values)
+            default = 4 if str(values.get("variant", Variant.BASIC)) == Variant.BOTTLENECK else 1
+            if values["expansion"] == default:
+                values["expansion"] = None
+        return values
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> ResidualBlock:
+        if self.out is not None:
+            if self.mid < 1:
+                raise ShapeRuleError("width", f"inner width floor(out * width / expansion) must be >= 1, got {self.mid}")
+            if self.mid % self.groups:
+                raise ShapeRuleError("groups", f"inner width ({self.mid}) must be divisible by groups ({self.groups})")
+        return self
+
+    @property
+    def expand_ratio(self) -> int:
+        if self.expansion is not None:
+            return self.expansion
+        return 4 if self.variant == Variant.BOTTLENECK else 1
+
+    @property
+    def mid(self) -> int:
+        """Width of the inner convolution(s)."""
+        return int((self.out or 0) * self.width / self.expand_ratio)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        out = _window(shape, self.out or 0, self.kernel, self.stride, _same_padding(self.kernel))  # type: ignore[arg-type]
+        if self.variant == Variant.BASIC and (shape.c % self.groups or out.c % self.groups):
+            raise ShapeRuleError(
+                "groups", f"input ({shape.c}) and output ({out.c}) channels must be divisible by groups ({self.groups})"
+            )
+        if self.shortcut == Shortcut.PAD and out.c < shape.c:
+            raise ShapeRuleError("shortcut", f"'pad' cannot reduce channels ({shape.c} -> {out.c}); use 'project'")
+        return out
+
+
+# ---- dense family: dense, transition (DenseNet), separable (Xception), fire (SqueezeNet), mbconv (MobileNetV2) ----
+
+
+def _odd(v: int) -> int:
+    if v % 2 == 0:
+        raise ValueError(f"must be odd, got {v}")
+    return v
+
+
+OddKernel = Annotated[PositiveInt, AfterValidator(_odd)]
+
+
+def _derived_out(block: Any, rule: str) -> None:
+    """Reject ``out`` on kinds whose width follows from their input (one spelling per network)."""
+    if block.out is not None:
+        raise ShapeRuleError(
+            "out",
+            f"the width of a {block.kind.value} block is derived ({rule}), so it takes no 'out' "
+            f"and cannot be a repeated stage template (use 'blocks'), got out={block.out}",
+        )
+
+
+class DenseBlock(_Block):
+    """A DenseNet dense block (Huang et al. 2017): ``layers`` dense layers, each concatenated to its input.
+
+    A dense layer is pre-activation: BN-``act``-1x1 conv to ``bn_size * growth`` (the "B"
+    bottleneck; omitted when ``bn_size`` is 0), BN-``act``-kxk conv to ``growth``, optional
+    ``dropout``; convolutions have no bias. The block's width is derived, ``in + layers * growth``,
+    so ``out`` is never given and a dense block lives in an explicit ``blocks`` list.
+    """
+
+    derived_out: ClassVar[bool] = True
+    kind: Literal[Kind.DENSE] = Kind.DENSE
+    out: PositiveInt | None = None
+    layers: PositiveInt
+    growth: PositiveInt
+    bn_size: NonNegativeInt = 4
+    kernel: OddKernel = 3
+    act: Act = Act.RELU
+    dropout: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _rules(self) -> DenseBlock:
+        _derived_out(self, "input width + layers * growth")
+        return self
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return Shape(shape.c + self.layers * self.growth, shape.h, shape.w)
+
+
+class TransitionBlock(_Block):
+    """DenseNet's transition: BN-``act``-1x1 conv (no bias) to ``floor(in * compression)``, then 2x2 average pooling."""
+
+    derived_out: ClassVar[bool] = True
+    kind: Literal[Kind.TRANSITION] = Kind.TRANSITION
+    out: PositiveInt | None = None
+    compression: float = Field(default=0.5, gt=0.0, le=1.0)
+    act: Act = Act.RELU
+
+    @model_validator(mode="after")
+    def _rules(self) -> TransitionBlock:
+        _derived_out(self, "floor(input width * compression)")
+        return self
+
+    def width(self, cin: int) -> int:
+        return int(cin * self.compression)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.width(shape.c) < 1:
+            raise ShapeRuleError("compression", f"floor({shape.c} * {self.compression}) leaves no channels")
+        if shape.h < 2 or shape.w < 2:
+            raise ShapeRuleError("kind", f"a transition halves the spatial size, which must be at least 2x2, got {shape}")
+        return Shape(self.width(shape.c), shape.h // 2, shape.w // 2)
+
+
+class SeparableBlock(_Block):
+    """Xception's block (Chollet 2017): ``convs`` depthwise-separable convolutions, each BN'd.
+
+    A separable conv is a depthwise kxk then a pointwise 1x1 conv, both without bias, then BN.
+    ``act`` precedes every separable conv but the first, which has it only when ``act_first``
+    (the entry flow's first block has none); ``act_last`` puts ``act`` after the last BN too
+    (the exit flow's un-shortcut convs). ``grow_first``: the first conv changes the width to
+    ``out``, else the last one does. ``stride`` > 1 ends the block with a 3x3 max pool of that
+    stride (padding 1). ``residual``: add the input, through a strided 1x1 conv + BN when the
+    shape changes.
+    """
+
+    kind: Literal[Kind.SEPARABLE] = Kind.SEPARABLE
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    kernel: OddKernel = 3
+    convs: PositiveInt = 2
+    grow_first: StrictBool = True
+    act_first: StrictBool = True
+    act_last: StrictBool = False
+    residual: StrictBool = True
+    act: Act = Act.RELU
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("convs", 2) == 1 and "grow_first" in values:
+            values = {k: v for k, v in values.items() if k != "grow_first"}  # one conv: both orders are the same
+        return values
+
+    def widths(self, cin: int) -> list[int]:
+        """Output width of each separable conv."""
+        out = self.out or 0
+        return [out] * self.convs if self.grow_first else [cin] * (self.convs - 1) + [out]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.stride == 1:
+            return Shape(self.out or 0, shape.h, shape.w)
+        return _window(shape, self.out or 0, 3, self.stride, (1, 1))
+
+
+class FireBlock(_Block):
+    """SqueezeNet's fire module (Iandola et al. 2016): squeeze 1x1, then expand 1x1 and 3x3, concatenated.
+
+    The squeeze has ``floor(out * squeeze)`` channels (the paper's squeeze ratio SR); the 3x3
+    expand has ``floor(out * pct3x3)`` and the 1x1 expand the rest of ``out``. Every conv has a
+    bias and ``act``, no normalisation. A fire module does not downsample (``stride`` is 1).
+    """
+
+    kind: Literal[Kind.FIRE] = Kind.FIRE
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    squeeze: float = Field(default=0.125, gt=0.0, le=1.0)
+    pct3x3: float = Field(default=0.5, gt=0.0, lt=1.0)
+    act: Act = Act.RELU
+
+    @model_validator(mode="after")
+    def _rules(self) -> FireBlock:
+        if self.out is not None:
+            s, e1, e3 = self.widths
+            if s < 1:
+                raise ShapeRuleError("squeeze", f"floor(out * squeeze) must be >= 1, got {self.out} * {self.squeeze} -> {s}")
+            if e1 < 1 or e3 < 1:
+                raise ShapeRuleError("pct3x3", f"both expands need a channel: out {self.out} splits into 1x1 {e1} + 3x3 {e3}")
+        return self
+
+    @property
+    def widths(self) -> tuple[int, int, int]:
+        """(squeeze, expand 1x1, expand 3x3) widths."""
+        out = self.out or 0
+        e3 = int(out * self.pct3x3)
+        return int(out * self.squeeze), out - e3, e3
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.stride != 1:  # checked here, not at validation: a stage's stride is filled in without validation
+            raise ShapeRuleError("stride", f"a fire module does not downsample; put a pool block before it, got {self.stride}")
+        return Shape(self.out or 0, shape.h, shape.w)
+
+
+class MBConvBlock(_Block):
+    """MobileNetV2's inverted residual (Sandler et al. 2018).
+
+    1x1 expansion to ``round(in * expand)`` channels (omitted when ``expand`` is 1), depthwise kxk
+    (strided), optional squeeze-excite with ``round8(mid * se)`` hidden channels, then a linear
+    1x1 projection to ``out``; BN after every conv, ``act`` after all but the projection. The
+    input is added when ``stride`` is 1 and the width is unchanged.
+    """
+
+    kind: Literal[Kind.MBCONV] = Kind.MBCONV
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    kernel: OddKernel = 3
+    expand: float = Field(default=6.0, gt=0.0)
+    se: Probability = 0.0
+    act: Act = Act.RELU6
+
+    def mid(self, cin: int) -> int:
+        """Width of the expanded (depthwise) features."""
+        return cin if self.expand == 1 else int(round(cin * self.expand))
+
+    def residual(self, cin: int) -> bool:
+        return self.stride == 1 and cin == self.out
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.mid(shape.c) < 1:
+            raise ShapeRuleError("expand", f"round({shape.c} * {self.expand}) leaves no channels to expand to")
+        return _window(shape, self.out or 0, self.kernel, self.stride, _same_padding(self.kernel))  # type: ignore[arg-type]
+
+
+# ==== inception family: parallel branches of op steps ========================================
+#
+# A *branch* is a list of steps; a step is a conv ``{op: conv, out: 64, kernel: [1, 7]}``, a
+# pool ``{op: max_pool, kernel: 3, stride: 2, padding: 0}`` (steps default to stride 1 and
+# 'same' padding) or a fork ``{fork: [[...], [...]]}`` whose sub-branches are concatenated.
+# ``inception`` concatenates its branches; ``inception_residual`` projects the concatenation
+# back to the input width and adds it to the input. Width and stride are derived from the
+# branches, so a block's ``out`` and ``stride`` are only checks (stored as None when they agree).
+
+_StrictBool = StrictBool
+_Padding = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None
+_STEP_TAGS = {"conv", "pool", "fork"}  # tags of the step union, dropped from error paths
+
+
+def _kernel_label(kernel: Kernel) -> str:
+    kh, kw = _pair(kernel)
+    return f"{kh}x{kw}"
+
+
+class _Step(_Frozen):
+    """What conv and pool steps share: a window with ``stride`` 1 and 'same' padding unless given.
+
+    The fields (``kernel``, ``stride``, ``padding``) are declared by each subclass, so that
+    ``op`` comes first in written forms.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
+
+    @model_validator(mode="after")
+    def _rules(self) -> _Step:
+        if self.padding is None and _same_padding(self.kernel) is None:
+            raise ShapeRuleError("kernel", f"{self.kernel} is even, so 'same' padding does not exist: give padding explicitly")
+        return self
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        return _same_padding(self.kernel) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
+
+    def width(self, cin: int | None) -> int | None:
+        """Output channels for ``cin`` input channels (None: depends on the unknown ``cin``)."""
+        return cin
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return _window(shape, self.width(shape.c) or 0, self.kernel, self.stride, self.pad)
+
+
+class ConvStep(_Step):
+    """Conv, BN, activation; ``bias`` for the reference projections that carry one."""
+
+    op: Literal[StepOp.CONV]
+    out: PositiveInt
+    kernel: Kernel
+    stride: PositiveInt = 1
+    padding: _Padding = None
+    bias: _StrictBool = False
+    norm: Norm = Norm.BN
+    act: Act = Act.RELU
+
+    def width(self, cin: int | None) -> int | None:
+        return self.out
+
+    def label(self) -> str:
+        return f"{_kernel_label(self.kernel)}{f'/{self.stride}' if self.stride > 1 else ''} {self.out}"
+
+
+class PoolStep(_Step):
+    """Max or average pooling; keeps the channels."""
+
+    op: Literal[StepOp.MAX_POOL, StepOp.AVG_POOL]
+    kernel: Kernel
+    stride: PositiveInt = 1
+    padding: _Padding = None
+
+    @model_validator(mode="after")
+    def _half_kernel(self) -> PoolStep:
+        if any(2 * p > k for p, k in zip(self.pad, _pair(self.kernel), strict=True)):
+            raise ShapeRuleError("padding", f"must be at most half the kernel ({self.kernel}), got {self.padding}")
+        return self
+
+    def label(self) -> str:
+        return f"{self.op.value.split('_')[0]} {_kernel_label(self.kernel)}{f'/{self.stride}' if self.stride > 1 else ''}"
+
+
+class ForkStep(_Frozen):
+    """Parallel sub-branches on the same input, concatenated (Inception-v3's E, Inception-v4's C)."""
+
+    fork: tuple[Branch, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _rules(self) -> ForkStep:
+        _check_strides(self.fork, "fork")
+        return self
+
+    @property
+    def stride(self) -> int:
+        return _branch_stride(self.fork[0])
+
+    def width(self, cin: int | None) -> int | None:
+        widths = [_branch_width(b, cin) for b in self.fork]
+        return None if None in widths else sum(widths)  # type: ignore[arg-type]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return _concat_shape(self.fork, shape, "fork")
+
+    def label(self) -> str:
+        return "[" + ", ".join(_branch_label(b) for b in self.fork) + "]"
+
+
+def _step_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "fork" in value:
+            return "fork"
+        op = value.get("op")
+    elif isinstance(value, ForkStep):
+        return "fork"
+    else:
+        op = getattr(value, "op", None)
+    if op == StepOp.CONV:
+        return "conv"
+    return "pool" if op in (StepOp.MAX_POOL, StepOp.AVG_POOL) else None
+
+
+Step = Annotated[
+    Annotated[ConvStep, Tag("conv")] | Annotated[PoolStep, Tag("pool")] | Annotated[ForkStep, Tag("fork")],
+    Discriminator(
+        _step_tag,
+        custom_error_type="invalid_step",
+        custom_error_message="a step needs 'op' (one of " + ", ".join(o.value for o in StepOp) + ") or 'fork' (its sub-branches)",
+    ),
+]
+Branch = Annotated[tuple[Step, ...], Field(min_length=1)]
+ForkStep.model_rebuild()
+
+
+def _branch_stride(steps: tuple[Any, ...]) -> int:
+    stride = 1
+    for step in steps:
+        stride *= step.stride
+    return stride
+
+
+def _branch_width(steps: tuple[Any, ...], cin: int | None) -> int | None:
+    for step in steps:
+        cin = step.width(cin)
+    return cin
+
+
+def _all_steps(branches: tuple[tuple[Any, ...], ...]) -> list[Any]:
+    """Every conv and pool step of ``branches``, forks flattened."""
+    return [x for steps in branches for s in steps for x in (_all_steps(s.fork) if isinstance(s, ForkStep) else [s])]
+
+
+def _branch_label(steps: tuple[Any, ...]) -> str:
+    return " > ".join(step.label() for step in steps)
+
+
+def _check_strides(branches: tuple[tuple[Any, ...], ...], path: str) -> int:
+    """The common stride of parallel branches; they must agree to be concatenated."""
+    strides = [_branch_stride(b) for b in branches]
+    for i, s in enumerate(strides):
+        if s != strides[0]:
+            raise ShapeRuleError(f"{path}[{i}]", f"strides by {s}, but {path}[0] by {strides[0]}; parallel branches must agree")
+    return strides[0]
+
+
+def _branch_shape(steps: tuple[Any, ...], shape: Shape, path: str) -> Shape:
+    for j, step in enumerate(steps):
+        try:
+            shape = step.out_shape(shape)
+        except ShapeRuleError as exc:
+            raise ShapeRuleError(f"{path}[{j}].{exc.field}", str(exc)) from None
+    return shape
+
+
+def _concat_shape(branches: tuple[tuple[Any, ...], ...], shape: Shape, path: str) -> Shape:
+    outs = [_branch_shape(b, shape, f"{path}[{i}]") for i, b in enumerate(branches)]
+    for i, o in enumerate(outs):
+        if (o.h, o.w) != (outs[0].h, outs[0].w):
+            raise ShapeRuleError(
+                f"{path}[{i}]", f"gives {o.h}x{o.w} but {path}[0] gives {outs[0].h}x{outs[0].w}; they cannot be concatenated"
+            )
+    return Shape(sum(o.c for o in outs), outs[0].h, outs[0].w)
+
+
+class _Branches(_Frozen):
+    branches: tuple[Branch, ...]
+
+
+class InceptionBlock(_Block):
+    """Parallel branches concatenated along channels (GoogLeNet, Inception-v3/v4, their reductions).
+
+    ``out`` (the sum of the branches' widths; a bare pool branch passes the input's width) and
+    ``stride`` (the branches' common stride) are derived; give them only as checks. A repeated
+    stage's ``channels`` must equal the derived width.
+    """
+
+    derived_out: ClassVar[bool] = True
+    kind: Literal[Kind.INCEPTION] = Kind.INCEPTION
+    branches: tuple[Branch, ...] = Field(min_length=1)
+    out: PositiveInt | None = None
+    stride: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        """Drop ``out`` and ``stride`` when they equal what the branches give (checked in _rules otherwise)."""
+        if not isinstance(values, dict) or (values.get("out") is None and values.get("stride") is None):
+            return values
+        try:
+            branches = _Branches.model_validate({"branches": values.get("branches")}).branches
+        except ValidationError:
+            return values  # reported, with its path, by the validation of the field itself
+        values = dict(values)
+        strides = {_branch_stride(b) for b in branches}
+        if len(strides) == 1 and values.get("stride") == strides.pop() and not isinstance(values.get("stride"), bool):
+            values["stride"] = None
+        widths = [_branch_width(b, None) for b in branches]
+        if None not in widths and values.get("out") == sum(widths) and not isinstance(values.get("out"), bool):  # type: ignore[arg-type]
+            values["out"] = None
+        return values
+
+    @model_validator(mode="after")
+    def _rules(self) -> InceptionBlock:
+        stride = _check_strides(self.branches, "branches")
+        if self.stride is not None and self.stride != stride:
+            raise ShapeRuleError("stride", f"the branches stride by {stride}, got {self.stride}")
+        width = self.width(None)
+        if self.out is not None and width is not None and self.out != width:
+            raise ShapeRuleError("out", f"the branches concatenate to {width} channels, got {self.out}")
+        return self
+
+    @property
+    def reduction(self) -> int:
+        """The branches' common stride."""
+        return _branch_stride(self.branches[0])
+
+    @property
+    def factorized(self) -> bool:
+        """Whether some conv is factorized into 1xn / nx1 (Inception-v3 and later)."""
+        return any(_pair(s.kernel)[0] != _pair(s.kernel)[1] for s in _all_steps(self.branches))
+
+    def width(self, cin: int | None) -> int | None:
+        """Output channels for ``cin`` input channels (None when a pass-through branch needs ``cin``)."""
+        widths = [_branch_width(b, cin) for b in self.branches]
+        return None if None in widths else sum(widths)  # type: ignore[arg-type]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        out = _concat_shape(self.branches, shape, "branches")
+        if self.stride is not None and self.stride != self.reduction:
+            raise ShapeRuleError(
+                "stride", f"the block is given stride {self.stride}, but its branches stride by {self.reduction}"
+            )
+        if self.out is not None and self.out != out.c:
+            raise ShapeRuleError("out", f"the branches concatenate to {out.c} channels, but {self.out} are asked for")
+        return out
+
+    def summary(self) -> str:
+        """One line: the branches, ``|``-separated, steps ``>``-separated, e.g. ``1x1 64 | 1x1 48 > 5x5 64``."""
+        return f"{self.kind.value}  " + " | ".join(_branch_label(b) for b in self.branches)
+
+
+class InceptionResidualBlock(_Block):
+    """Inception-ResNet: ``act(x + scale * conv1x1(concat(branches(x))))`` (Szegedy et al. 2017).
+
+    The 1x1 projection back to the input width is linear (no norm, no activation) with ``bias``,
+    as in timm; ``act: none`` drops the activation after the addition (the last Block8). The
+    block keeps its input shape, so ``out`` (the input width) and ``stride`` (1) are only checks.
+    """
+
+    derived_out: ClassVar[bool] = True
+    kind: Literal[Kind.INCEPTION_RESIDUAL] = Kind.INCEPTION_RESIDUAL
+    branches: tuple[Branch, ...] = Field(min_length=1)
+    scale: float = Field(default=1.0, gt=0)
+    act: Act = Act.RELU
+    bias: _StrictBool = True
+    out: PositiveInt | None = None
+    stride: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("stride") == 1 and not isinstance(values.get("stride"), bool):
+            values = {**values, "stride": None}
+        return values
+
+    @model_validator(mode="after")
+    def _rules(self) -> InceptionResidualBlock:
+        if self.stride is not None and self.stride != 1:
+            raise ShapeRuleError("stride", f"a residual block keeps its spatial size (stride 1), got {self.stride}")
+        if _check_strides(self.branches, "branches") != 1:
+            raise ShapeRuleError("branches", "must keep the spatial size (stride 1) for the residual addition")
+        return self
+
+    def width(self, cin: int | None) -> int | None:
+        """Width of the concatenated branches (the projection's input)."""
+        widths = [_branch_width(b, cin) for b in self.branches]
+        return None if None in widths else sum(widths)  # type: ignore[arg-type]
+
+    def out_shape(self, shape: Shape) -> Shape:
+        inner = _concat_shape(self.branches, shape, "branches")
+        if (inner.h, inner.w) != (shape.h, shape.w):
+            raise ShapeRuleError("branches", f"must keep the spatial size for the addition: {shape} becomes {inner}")
+        if self.stride not in (None, 1):
+            raise ShapeRuleError("stride", f"a residual block keeps its spatial size (stride 1), got {self.stride}")
+        if self.out is not None and self.out != shape.c:
+            raise ShapeRuleError("out", f"a residual block keeps the input width {shape.c}, got {self.out}")
+        return shape
+
+    def summary(self) -> str:
+        tail = f"1x1 proj, x{self.scale:g} + input" + ("" if self.act == Act.NONE else f", {self.act.value}")
+        return f"{self.kind.value}  " + " | ".join(_branch_label(b) for b in self.branches) + f"  ; {tail}"
+
+
+Block = Annotated[
+    ConvBlock
+    | PoolBlock
+    | MlpConvBlock
+    | ResidualBlock
+    | DenseBlock
+    | TransitionBlock
+    | SeparableBlock
+    | FireBlock
+    | MBConvBlock
+    | InceptionBlock
+    | InceptionResidualBlock,
+    Field(discriminator="kind"),
+]
+BLOCK_TYPES: dict[Kind, type[_Block]] = {
+    Kind.CONV: ConvBlock,
+    Kind.POOL: PoolBlock,
+    Kind.MLPCONV: MlpConvBlock,
+    Kind.RESIDUAL: ResidualBlock,
+    Kind.DENSE: DenseBlock,
+    Kind.TRANSITION: TransitionBlock,
+    Kind.SEPARABLE: SeparableBlock,
+    Kind.FIRE: FireBlock,
+    Kind.MBCONV: MBConvBlock,
+    Kind.INCEPTION: InceptionBlock,
+    Kind.INCEPTION_RESIDUAL: InceptionResidualBlock,
+}
+
+
+class Input(_Frozen):
+    """Input tensor and label space."""
+
+    channels: PositiveInt = 3
+    resolution: PositiveInt = 32
+    classes: PositiveInt = 10
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.channels, self.resolution, self.resolution)
+
+
+class Stage(_Frozen):
+    """``block`` repeated ``depth`` times at ``channels`` (first block strided), or ``blocks``."""
+
+    block: Block | None = None
+    depth: PositiveInt | None = None
+    channels: PositiveInt | None = None
+    stride: PositiveInt = 1
+    blocks: tuple[Block, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Stage:
+        repeated = (self.block, self.depth, self.channels)
+        if self.blocks is not None:
+            if any(v is not None for v in repeated) or self.stride != 1:
+                raise ValueError("give either 'blocks' or 'block' with 'depth', 'channels' and 'stride', not both")
+            if not self.blocks:
+                raise ValueError("'blocks' must not be empty")
+            return self
+        missing = [n for n, v in zip(("block", "depth", "channels"), repeated, strict=False) if v is None]
+        if missing:
+            raise ValueError(f"a repeated stage needs {', '.join(missing)} (or give an explicit 'blocks' list)")
+        template = self.block
+        if isinstance(template, PoolBlock):
+            raise ShapeRuleError("block", "a pool block cannot be repeated as a stage template; use 'blocks'")
+        if getattr(template, "out", None) is not None:
+            raise ShapeRuleError(
+                "block", f"'out' is set by the stage's channels; remove it from the template, got out={template.out}"
+            )  # type: ignore[union-attr]
+        if getattr(template, "stride", None) not in (None, 1):  # None: a block that derives its stride
+            raise ShapeRuleError("block", "'stride' is set by the stage; remove it from the template")
+        # Validate the template at the stage's width (e.g. groups must divide it).
+        try:
+            type(template).model_validate({**template.model_dump(), "out": self.channels})  # type: ignore[union-attr]
+        except ValidationError as exc:
+            path, msg = _problems(exc)[0]
+            raise ShapeRuleError(f"block.{path}" if path else "block", msg) from None
+        return self
+
+    def expand(self) -> tuple[Any, ...]:
+        """The concrete blocks of this stage, with ``out`` and ``stride`` filled in."""
+        if self.blocks is not None:
+            return self.blocks
+        assert self.block is not None and self.depth is not None  # guaranteed by _one_form
+        return tuple(
+            self.block.model_copy(update={"out": self.channels, "stride": self.stride if i == 0 else 1})
+            for i in range(self.depth)
+        )
+
+
+class Head(_Frozen):
+    """Classifier head.
+
+    ``norm``: BN + ``act`` before pooling (pre-activation networks). ``pool``: adaptive pooling
+    to ``pool_size`` x ``pool_size`` (1 = global), or ``none`` to flatten the feature map as is.
+    ``classifier: linear``: ``hidden`` fully connected layers with ``act`` and ``dropout``
+    (AlexNet/VGG), then a linear layer to the classes; with no hidden layers, ``dropout`` sits in
+    front of that linear layer (MobileNetV2). ``classifier: conv``: NiN's 1x1 conv to the classes
+    with ``act``, before global pooling, with ``dropout`` in front of it (SqueezeNet).
+    """
+
+    norm: StrictBool = False
+    pool: PoolOp = PoolOp.AVG
+    pool_size: PositiveInt = 1
+    classifier: Classifier = Classifier.LINEAR
+    hidden: tuple[PositiveInt, ...] = ()
+    dropout: Probability = 0.0
+    act: Act = Act.RELU
+    bias: StrictBool = True
+
+    @model_validator(mode="after")
+    def _rules(self) -> Head:
+        if self.classifier == Classifier.CONV:
+            if self.hidden:
+                raise ShapeRuleError("hidden", f"a conv classifier takes no hidden layers, got {list(self.hidden)}")
+            if self.pool == PoolOp.NONE or self.pool_size != 1:
+                raise ShapeRuleError("pool", "a conv classifier needs global pooling (pool avg or max, pool_size 1)")
+        return self
+
+    def features(self, shape: Shape) -> int:
+        """Width of the flattened features entering the (linear) classifier."""
+        if self.pool == PoolOp.NONE:
+            return shape.c * shape.h * shape.w
+        return shape.c * self.pool_size * self.pool_size
+
+
+class Network(_Frozen):
+    """A whole network. See the module docstring for the conventions."""
+
+    name: str = ""
+    reference: str = ""
+    input: Input = Input()
+    stem: tuple[Block, ...] = ()
+    stages: tuple[Stage, ...] = Field(min_length=1)
+    head: Head = Head()
+
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> Network:
+        self.shapes()  # raises with the block's path
+        return self
+
+    # ---- shapes ---------------------------------------------------------------------------
+
+    def blocks(self) -> list[tuple[str, Any]]:
+        """``(path, block)`` for every concrete block, stem first, stages expanded."""
+        out: list[tuple[str, Any]] = [(f"stem[{i}]", b) for i, b in enumerate(self.stem)]
+        for s, stage in enumerate(self.stages):
+            out += [(_block_path(s, stage, i), b) for i, b in enumerate(stage.expand())]
+        return out
+
+    def shapes(self) -> list[tuple[str, Shape]]:
+        """Output shape of every stem block and stage, in order; raises on a shape rule."""
+        shape = self.input.shape
+        result: list[tuple[str, Shape]] = []
+        for i, b in enumerate(self.stem):
+            shape = _apply(b, shape, f"stem[{i}]")
+            result.append((f"stem[{i}]", shape))
+        for s, stage in enumerate(self.stages):
+            for i, b in enumerate(stage.expand()):
+                shape = _apply(b, shape, _block_path(s, stage, i))
+            result.append((f"stages[{s}]", shape))
+        return result
+
+    # ---- canonical forms ------------------------------------------------------------------
+
+    def arch_dict(self) -> dict[str, Any]:
+        """The canonical architecture: every field, defaults filled, name and reference dropped."""
+        return self.model_dump(mode="json", exclude={"name", "reference"})
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the canonical architecture (12 hex digits); spelling-independent."""
+        blob = json.dumps(self.arch_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Network):
+            return NotImplemented
+        return self.arch_dict() == other.arch_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Minimal plain dict (defaults left out, ``kind`` kept), the form written to YAML."""
+        return minimal_dict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    def to_string(self) -> str:
+        from nasx.space.compact import network_to_string
+
+        return network_to_string(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> Network:
+        """Validate ``data``; raises :class:`GenotypeError` naming each offending field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise GenotypeError(_problems(exc), source) from None
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str | None = None) -> Network:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise GenotypeError([(where, f"invalid YAML: {problem}")], source) from None
+        if not isinstance(data, dict):
+            raise GenotypeError([("", f"a genotype must be a mapping, got {type(data).__name__}")], source)
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_string(cls, text: str) -> Network:
+        from nasx.space.compact import network_from_string
+
+        return network_from_string(text)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def minimal_dict(model: BaseModel) -> dict[str, Any]:
+    """``model`` as a plain dict holding only non-default fields, plus every ``kind`` tag."""
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name != "kind" and not info.is_required() and value == info.get_default(call_default_factory=True):
+            continue
+        out[name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return minimal_dict(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def _block_path(s: int, stage: Stage, i: int) -> str:
+    """Path of the i-th concrete block of stage s; repeated blocks point at the template."""
+    if stage.blocks is not None:
+        return f"stages[{s}].blocks[{i}]"
+    return f"stages[{s}].block"
+
+
+def _apply(block: Any, shape: Shape, where: str) -> Shape:
+    if "out" in type(block).model_fields and not block.derived_out and block.out is None:
+        raise ValueError(f"{where}.out: required outside a repeated stage (there the stage's channels set it)")
+    try:
+        return block.out_shape(shape)
+    except ShapeRuleError as exc:
+        raise ValueError(f"{where}.{exc.field}: {exc} (input {shape})") from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    """pydantic location -> ``stages[2].blocks[0].kernel`` (dropping union tags)."""
+    parts: list[str] = []
+    prev: Any = None
+    kinds = {k.value for k in Kind} | _STEP_TAGS
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif isinstance(item, str) and item in kinds and (isinstance(prev, int) or prev == "block"):
+            pass  # the discriminated-union tag pydantic inserts
+        elif isinstance(item, str) and ("[" in item or "-" in item or item in _UNION_MEMBERS):
+            pass  # a union member's or validator's name
+        else:
+            parts.append(("." if parts else "") + str(item))
+        prev = item
+    return "".join(parts)
+
+
+_UNION_MEMBERS = {"int", "float", "bool", "str", "tuple", "list", "none", "dict"}
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+    "union_tag_invalid": "unknown block kind {tag!r}; expected one of " + ", ".join(k.value for k in Kind),
+    "union_tag_not_found": "a block needs a 'kind' (one of " + ", ".join(k.value for k in Kind) + ")",
+}
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        path = _loc(tuple(err["loc"]))
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ShapeRuleError):
+            path = f"{path}.{ctx_error.field}" if path else ctx_error.field
+            problems.append((path, str(ctx_error)))
+            continue
+        template = _MESSAGES.get(err["type"])
+        msg = template.format(**(err.get("ctx") or {})) if template else err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error" and (":" in msg.split(" ")[0] if msg else False) and not path:
+            path, _, msg = msg.partition(": ")
+        elif err["type"] == "value_error" and ": " in msg and msg.split(": ")[0].startswith(("stem[", "stages[")):
+            sub, _, msg = msg.partition(": ")
+            path = f"{path}.{sub}" if path else sub
+        own_rule = err["type"] in ("missing", "value_error", "assertion_error")  # our rules state their values
+        if not own_rule and "got" not in msg and not isinstance(err.get("input"), BaseModel):
+            shown = repr(err.get("input"))
+            msg = f"{msg}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
+        if any(p == path for p, _ in problems):
+            continue  # a union reports once per member; the first message says enough
+        problems.append((path, msg))
+    # A list that failed item validation also reports "too short": keep only the item errors.
+    return [
+        (p, m)
+        for p, m in problems
+        if not (
+            m.startswith(("Tuple should have at least", "List should have at least"))
+            and any(q != p and q.startswith(p) for q, _ in problems)
+        )
+    ]
+
+
+def load_network(path: str) -> Network:
+    """Read a genotype YAML file."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise GenotypeError([("", f"cannot read genotype file: {exc.strerror}")], str(p)) from None
+    return Network.from_yaml(text, source=str(p))
+
+
+__all__ = [
+    "BLOCK_TYPES",
+    "Block",
+    "ConvBlock",
+    "DenseBlock",
+    "FireBlock",
+    "ConvStep",
+    "ForkStep",
+    "Head",
+    "InceptionBlock",
+    "InceptionResidualBlock",
+    "Input",
+    "MBConvBlock",
+    "MlpConvBlock",
+    "Network",
+    "PoolBlock",
+    "PoolStep",
+    "ResidualBlock",
+    "SeparableBlock",
+    "Shape",
+    "Stage",
+    "TransitionBlock",
+    "load_network",
+]
