@@ -118,6 +118,7 @@ def describe(
     """Per-stage breakdown of one network: output shape, params, MACs; plus its string form and digest."""
     from nasx import zoo as registry
     from nasx.models.complexity import activation_memory, complexity
+    from nasx.space.genotype import cell_lines
 
     net = registry.resolve(network)
     c = complexity(net)
@@ -131,6 +132,7 @@ def describe(
             "macs": c.macs,
             "digest": net.digest,
             "string": net.to_string(),
+            "cells": cell_lines(net),
             "activation_bytes": act,
             "activation_batch": batch,
             "modules": [{"where": w, "out_shape": list(sh), "summary": t} for w, sh, t in registry.module_lines(net)],
@@ -167,6 +169,8 @@ def describe(
     out.print(f"GMACs {c.macs / 1e9:.4f}   GFLOPs {c.flops / 1e9:.4f}   digest {net.digest}")
     out.print(f"activation memory (training forward, fp32, batch {batch}): ~{act / 2**20:,.1f} MiB")
     out.print(f"string: {net.to_string()}", soft_wrap=True, highlight=False, markup=False)
+    for line in cell_lines(net):
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
     if net.reference:
         out.print(f"reference: {net.reference}", soft_wrap=True, highlight=False, markup=False)
 

@@ -112,7 +112,7 @@ def test_describe_table() -> None:
     result = runner.invoke(app, ["describe", "resnet20_cifar"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for needle in ("269,722", "40,551,040", "4fd71dcbde13", "16x32x32", "64x8x8", "total", "batch 128"):
+    for needle in ("269,722", "40,551,040", "f65a5816b208", "16x32x32", "64x8x8", "total", "batch 128"):
         assert needle in out, needle
     assert f"string: {zoo.get('resnet20_cifar').to_string()}" in out
     assert "residual-basic" in out, "the title names the network's family"

@@ -24,4 +24,4 @@ def test_space_imports_no_torch_and_no_optuna() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
-    assert report["digest"] == "4fd71dcbde13"
+    assert report["digest"] == "f65a5816b208"

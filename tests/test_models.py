@@ -13,6 +13,7 @@ from nasx.models import build_network
 from nasx.models.blocks import _BUILDERS, build_block, register
 from nasx.models.complexity import complexity, count_params
 from nasx.models.layers import PadShortcut, SqueezeExcite, make_divisible
+from nasx.models.network import last
 from nasx.space import BLOCK_TYPES, Kind, Network, ResidualBlock
 
 CIFAR_SIZED = [n for n in ZOO_NAMES if zoo.get(n).input.resolution == 32]
@@ -75,8 +76,8 @@ def test_built_shapes_equal_the_genotype_shapes(name: str) -> None:
             got.append((f"stem[{i}]", tuple(x.shape[1:])))
         for s, stage in enumerate(model.stages):
             x = stage(x)
-            got.append((f"stages[{s}]", tuple(x.shape[1:])))
-        logits = model.head(x)
+            got.append((f"stages[{s}]", tuple(last(x).shape[1:])))
+        logits = model.head(last(x))
     assert got == [(path, tuple(shape)) for path, shape in expected]
     assert len(model.stem) == len(net.stem)
     assert len(model.stages) == len(net.stages)

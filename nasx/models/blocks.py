@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -12,20 +12,28 @@ from torch import nn
 from nasx.errors import NasxError
 from nasx.models.layers import (
     Concat,
+    DropPath,
+    FactorizedReduce,
     PadShortcut,
     SqueezeExcite,
+    Zero,
     act_layer,
     conv_norm_act,
+    dil_conv,
     make_divisible,
     norm_act,
     pool2d,
+    relu_conv_bn,
+    sep_conv,
     separable_conv,
 )
 from nasx.space.genotype import (
+    CellBlock,
     ConvBlock,
     ConvStep,
     DenseBlock,
     FireBlock,
+    FractalBlock,
     InceptionBlock,
     InceptionResidualBlock,
     MBConvBlock,
@@ -36,7 +44,7 @@ from nasx.space.genotype import (
     SeparableBlock,
     TransitionBlock,
 )
-from nasx.space.ops import Act, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
+from nasx.space.ops import Act, CellOp, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
 
 Builder = Callable[[Any, int], nn.Module]
 _BUILDERS: dict[Kind, Builder] = {}
@@ -119,12 +127,13 @@ class Residual(nn.Module):
             norm = Norm.NONE if b.preact else Norm.BN
             self.shortcut = conv_norm_act(cin, out, 1, b.stride, 0, norm=norm, act=Act.NONE)
         self.post = nn.Identity() if b.preact else act_layer(b.act)
+        self.drop_path = DropPath(b.drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.pre(x)
         # pre-activation networks project the pre-activated input (WRN, He et al. 2016b)
         short = self.shortcut(pre if self.project else x)
-        return self.post(self.se(self.body(pre)) + short)
+        return self.post(self.drop_path(self.se(self.body(pre))) + short)
 
 
 @register(Kind.RESIDUAL)
@@ -299,3 +308,121 @@ class InceptionResidual(nn.Module):
 @register(Kind.INCEPTION_RESIDUAL)
 def _inception_residual(b: InceptionResidualBlock, cin: int) -> nn.Module:
     return InceptionResidual(b, cin)
+
+
+# ==== micro cells and fractal blocks ==========================================================
+
+
+class CellInputs(NamedTuple):
+    """What a two-input block is built for: both inputs' channels, and whether s0 is twice s1's size."""
+
+    c0: int
+    c1: int
+    reduce0: bool
+
+
+def cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
+    """One edge's module, exactly as DARTS' ``OPS[name](C, stride, affine=True)``."""
+    c = channels
+    if op == CellOp.NONE:
+        return Zero(stride)
+    if op == CellOp.SKIP:
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
+    if op in (CellOp.AVG_POOL_3X3, CellOp.MAX_POOL_3X3):
+        if op == CellOp.MAX_POOL_3X3:
+            return nn.MaxPool2d(3, stride, 1)
+        return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+    if op == CellOp.CONV_7X1_1X7:
+        return nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
+            nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False),
+            nn.BatchNorm2d(c),
+        )
+    kernel = int(op.value[-1])  # sep_conv_KxK / dil_conv_KxK
+    return sep_conv(c, kernel, stride) if op.value.startswith("sep") else dil_conv(c, kernel, stride)
+
+
+class MicroCell(nn.Module):
+    """A NASNet/DARTS cell: ``forward(s0, s1)`` -> concat of the ``concat`` states (DARTS model.Cell)."""
+
+    def __init__(self, b: CellBlock, inputs: CellInputs) -> None:
+        super().__init__()
+        c, cell = b.out, b.cell
+        self.pre0 = FactorizedReduce(inputs.c0, c) if inputs.reduce0 else relu_conv_bn(inputs.c0, c, 1)
+        self.pre1 = relu_conv_bn(inputs.c1, c, 1)
+        edges = [e for node in cell.nodes for e in node]
+        self.edges = nn.ModuleList(cell_op(e.op, c, b.stride if e.input < 2 else 1) for e in edges)
+        self.inputs = tuple(e.input for e in edges)
+        self.concat = cell.concat
+        self.drop_path = DropPath(b.drop_path)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        for k in range(0, len(self.edges), 2):
+            node = 0
+            for op, i in zip(self.edges[k : k + 2], self.inputs[k : k + 2], strict=True):
+                h = op(states[i])
+                node = node + (h if isinstance(op, nn.Identity) else self.drop_path(h))
+            states.append(node)  # type: ignore[arg-type]
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+@register(Kind.CELL)
+def _cell(b: CellBlock, inputs: CellInputs) -> nn.Module:
+    return MicroCell(b, inputs)
+
+
+class Fractal(nn.Module):
+    """A fractal block: columns of 1, 2, 4, ... conv-BN-ReLU units, joined by element-wise means.
+
+    Column j (0 = deepest) has one conv per ``2 ** j`` levels; at each level the columns with a
+    conv there (always the deepest ones) are joined, and the mean feeds all of them. Global
+    drop-path keeps one column per block and minibatch (the paper keeps one for the whole network).
+    """
+
+    def __init__(self, b: FractalBlock, cin: int) -> None:
+        super().__init__()
+        self.local_drop, self.global_drop, self.columns = b.local_drop, b.global_drop, b.columns
+        depth, cols = b.depth, b.columns
+        pad = b.kernel // 2
+        self.levels = nn.ModuleList()
+        for level in range(1, depth + 1):
+            units = nn.ModuleList()
+            for j in range(cols):  # column j has a conv every 2**j levels
+                span = 2**j
+                if level % span == 0:
+                    first = level == span
+                    units.append(conv_norm_act(cin if first else b.out, b.out, b.kernel, b.stride if first else 1, pad))
+            self.levels.append(units)
+
+    def join(self, xs: list[torch.Tensor], column: int | None) -> torch.Tensor:
+        """Mean of the join's inputs; in training, drop-path (global: ``column`` only, if it is here)."""
+        if not self.training or len(xs) == 1:
+            return torch.stack(xs).mean(0)
+        if column is not None:  # global drop-path: inputs come deepest first, so the kept one is xs[column]
+            return xs[column] if column < len(xs) else torch.stack(xs).mean(0)
+        n, batch, device = len(xs), xs[0].shape[0], xs[0].device
+        keep = torch.rand(n, batch, device=device) >= self.local_drop
+        rescue = torch.randint(n, (batch,), device=device) == torch.arange(n, device=device)[:, None]
+        keep = keep | (rescue & ~keep.any(0))  # a sample that lost every input keeps a random one
+        w = keep.to(xs[0].dtype).view(n, -1, 1, 1, 1)
+        return (torch.stack(xs) * w).sum(0) / w.sum(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cols = self.columns
+        column = None
+        if self.training and self.global_drop > 0 and float(torch.rand((), device="cpu")) < self.global_drop:
+            column = int(torch.randint(cols, (), device="cpu"))
+        outs = [x] * cols
+        for units in self.levels:
+            active = list(range(len(units)))  # the deepest len(units) columns
+            joined = self.join([u(outs[j]) for u, j in zip(units, active, strict=True)], column)
+            for j in active:
+                outs[j] = joined
+        return outs[0]
+
+
+@register(Kind.FRACTAL)
+def _fractal(b: FractalBlock, cin: int) -> nn.Module:
+    return Fractal(b, cin)

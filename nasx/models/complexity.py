@@ -2,7 +2,8 @@
 
 Convention (DESIGN.md), the one of torchvision's model tables and the NAS papers' mult-adds:
 
-- **params**: every parameter of the built module, classifier included.
+- **params**: every parameter of the built module, classifier included, auxiliary heads
+  excluded unless ``include_aux`` is given.
 - **MACs**: multiply-accumulates of convolutions, linear layers and matmuls in one forward
   pass at batch 1 at the network's input resolution; BN, activations, pooling, additions and
   the squeeze-excite gate multiplication are not counted. FLOPs = 2 x MACs.
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasx.models.network import Net, build_network
+from nasx.models.network import Net, State, build_network, last
 from nasx.space.genotype import Network, Shape
 
 
@@ -58,24 +59,31 @@ def _meta_net(genotype: Network) -> Net:
         return build_network(genotype).eval()
 
 
-def _count_macs(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+def _count_macs(module: nn.Module, x: State) -> tuple[int, State]:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         y = module(x)
     return counter.get_total_flops() // 2, y
 
 
-def complexity(genotype: Network) -> Complexity:
-    """Params and MACs of ``genotype``, in total and per stem / stage / head."""
+def complexity(genotype: Network, include_aux: bool = False) -> Complexity:
+    """Params and MACs of ``genotype``, in total and per stem / stage / head (and aux heads if asked)."""
     net = _meta_net(genotype)
     shape = genotype.input.shape
-    x = torch.empty(1, *shape, device="meta")
+    x: State = torch.empty(1, *shape, device="meta")
     parts: list[PartCost] = []
-    named = [("stem", net.stem)] + [(f"stage{i + 1}", s) for i, s in enumerate(net.stages)] + [("head", net.head)]
-    for name, module in named:
+    named = [("stem", net.stem, None)]
+    aux_heads = dict(net.aux_heads.items())
+    named += [(f"stage{i + 1}", s, aux_heads.get(str(i))) for i, s in enumerate(net.stages)]
+    named += [("head", net.head, None)]
+    for name, module, aux in named:
         if name == "stem" and len(module) == 0:
             continue
-        macs, x = _count_macs(module, x)
-        parts.append(PartCost(name, len(module) if name != "head" else 1, tuple(x.shape[1:]), count_params(module), macs))
+        macs, x = _count_macs(module, last(x) if name == "head" else x)
+        out = last(x)
+        parts.append(PartCost(name, len(module) if name != "head" else 1, tuple(out.shape[1:]), count_params(module), macs))
+        if include_aux and aux is not None:
+            aux_macs, y = _count_macs(aux, out)
+            parts.append(PartCost(f"aux ({name})", 1, tuple(last(y).shape[1:]), count_params(aux), aux_macs))
     return Complexity(params=sum(p.params for p in parts), macs=sum(p.macs for p in parts), input_shape=shape, parts=tuple(parts))
 
 
@@ -102,4 +110,5 @@ def activation_memory(genotype: Network, batch: int = 1, bytes_per_element: int 
     x = torch.empty(batch, *genotype.input.shape, device="meta", requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = net(x)
-    return (sum(saved.values()) + y.numel()) * bytes_per_element
+    logits = y if isinstance(y, tuple) else (y,)  # training mode: auxiliary logits too
+    return (sum(saved.values()) + sum(t.numel() for t in logits)) * bytes_per_element

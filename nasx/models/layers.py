@@ -120,3 +120,76 @@ def separable_conv(cin: int, cout: int, kernel: int, stride: int = 1, dilation: 
             pointwise=nn.Conv2d(cin, cout, 1, bias=False),
         )
     )
+
+
+# ---- micro-cell primitives (as in the DARTS code, quark0/darts operations.py) -----------------
+
+
+def relu_conv_bn(
+    cin: int, cout: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0
+) -> nn.Sequential:
+    """ReLU, conv (no bias), BN: DARTS' ReLUConvBN, the cells' input preprocessing."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout))
+
+
+def dil_conv(channels: int, kernel: int, stride: int, dilation: int = 2) -> nn.Sequential:
+    """ReLU, depthwise kxk conv with ``dilation``, pointwise conv, BN (DARTS DilConv)."""
+    pad = dilation * (kernel - 1) // 2
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, kernel, stride, pad, dilation=dilation, groups=channels, bias=False),
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+
+
+def sep_conv(channels: int, kernel: int, stride: int) -> nn.Sequential:
+    """Two stacked ReLU-depthwise-pointwise-BN units, the first strided (DARTS SepConv)."""
+    return nn.Sequential(*dil_conv(channels, kernel, stride, dilation=1), *dil_conv(channels, kernel, 1, dilation=1))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the spatial size without losing pixels: ReLU, two strided 1x1 convs on offset grids, concat, BN."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv_1 = nn.Conv2d(cin, cout // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(cin, cout - cout // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the (strided) input's shape."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class DropPath(nn.Module):
+    """Drop the whole input per sample with probability ``p`` in training, scaling survivors by 1/(1-p).
+
+    The identity in eval mode and when ``p`` is 0 (stochastic depth, Huang et al. 2016; DARTS' drop_path).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

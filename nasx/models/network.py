@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
 
-from nasx.models.blocks import build_block
+from nasx.models.blocks import CellInputs, build_block
 from nasx.models.layers import act_layer, norm_act
-from nasx.space.genotype import Head, Network, Shape
+from nasx.space.genotype import AuxHead, Head, Network, Shape, drop_path_schedule
 from nasx.space.ops import Act, Classifier, PoolOp
 
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-def _stack(blocks: tuple, shape: Shape) -> tuple[nn.Sequential, Shape]:
-    layers = []
+
+def last(x: State) -> torch.Tensor:
+    """The newest feature map of a chain's output (a two-input block leaves a pair behind)."""
+    return x[1] if isinstance(x, tuple) else x
+
+
+class Chain(nn.Sequential):
+    """Blocks in order. A two-input block (the micro cell) reads ``(s0, s1)``: the outputs of the
+    block before the previous one and of the previous one; after a plain block both are its output.
+    A chain that ends with a two-input block returns the pair, so the next stage continues it."""
+
+    def __init__(self, layers: list[nn.Module], two_inputs: list[bool]) -> None:
+        super().__init__(*layers)
+        self.two_inputs = tuple(two_inputs)
+
+    def forward(self, x: State) -> State:  # type: ignore[override]
+        s0, s1 = x if isinstance(x, tuple) else (x, x)
+        pair = isinstance(x, tuple)
+        for module, two in zip(self, self.two_inputs, strict=True):
+            if two:
+                s0, s1 = s1, module(s0, s1)
+            else:
+                s0 = s1 = module(s1)
+            pair = two
+        return (s0, s1) if pair else s1
+
+
+def _stack(blocks: tuple, shape: Shape, prev: Shape | None = None) -> tuple[Chain, Shape, Shape | None]:
+    """Build ``blocks`` from input ``shape``; ``prev`` is s0's shape when the input is a cell pair."""
+    layers, flags = [], []
     for block in blocks:
-        layers.append(build_block(block, shape.c))
-        shape = block.out_shape(shape)
-    return nn.Sequential(*layers), shape
+        if block.two_inputs:
+            s0 = prev or shape
+            layers.append(build_block(block, CellInputs(s0.c, shape.c, reduce0=s0.h != shape.h)))
+        else:
+            layers.append(build_block(block, shape.c))
+        flags.append(block.two_inputs)
+        prev, shape = (shape if block.two_inputs else None), block.out_shape(shape)
+    return Chain(layers, flags), shape, prev
 
 
 def build_head(head: Head, shape: Shape, classes: int) -> nn.Sequential:
@@ -49,23 +84,69 @@ def build_head(head: Head, shape: Shape, classes: int) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
+def build_aux_head(aux: AuxHead, shape: Shape, classes: int) -> nn.Sequential:
+    """DARTS' AuxiliaryHeadCIFAR, with the second conv covering the pooled map."""
+    pooled = aux.pooled(shape)
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.AvgPool2d(aux.pool, aux.pool_stride, count_include_pad=False),
+        nn.Conv2d(shape.c, aux.hidden, 1, bias=False),
+        nn.BatchNorm2d(aux.hidden),
+        nn.ReLU(),
+        nn.Conv2d(aux.hidden, aux.width, (pooled.h, pooled.w), bias=False),
+        nn.BatchNorm2d(aux.width),
+        nn.ReLU(),
+        nn.Flatten(1),
+        nn.Linear(aux.width, classes),
+    )
+
+
+def _scheduled(stages: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Apply stochastic depth's linear rule to every block's ``drop_path`` (position over all stages)."""
+    total = sum(len(blocks) for blocks in stages)
+    out, position = [], 0
+    for blocks in stages:
+        row = []
+        for block in blocks:
+            position += 1
+            rate = getattr(block, "drop_path", 0.0)
+            row.append(block.model_copy(update={"drop_path": drop_path_schedule(rate, position, total)}) if rate else block)
+        out.append(tuple(row))
+    return out
+
+
 class Net(nn.Module):
-    """``head(stages(stem(x)))``; ``stages[i]`` is the i-th stage of the genotype."""
+    """``head(stages(stem(x)))``; ``stages[i]`` is the i-th stage of the genotype.
+
+    In training mode a network with auxiliary heads returns ``(logits, aux_1, ...)``; otherwise,
+    and always in eval mode, the logits alone.
+    """
 
     def __init__(self, genotype: Network) -> None:
         super().__init__()
         self.genotype = genotype
+        classes = genotype.input.classes
         shape = genotype.input.shape
-        self.stem, shape = _stack(genotype.stem, shape)
-        stages = []
-        for stage in genotype.stages:
-            module, shape = _stack(stage.expand(), shape)
+        self.stem, shape, prev = _stack(genotype.stem, shape)
+        stages, aux = [], {}
+        for i, (stage, blocks) in enumerate(zip(genotype.stages, _scheduled([s.expand() for s in genotype.stages]), strict=True)):
+            module, shape, prev = _stack(blocks, shape, prev)
             stages.append(module)
+            if stage.aux is not None:
+                aux[str(i)] = build_aux_head(stage.aux, shape, classes)
         self.stages = nn.Sequential(*stages)
-        self.head = build_head(genotype.head, shape, genotype.input.classes)
+        self.aux_heads = nn.ModuleDict(aux)
+        self.head = build_head(genotype.head, shape, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        state: State = self.stem(x)
+        aux = []
+        for i, stage in enumerate(self.stages):
+            state = stage(state)
+            if self.training and str(i) in self.aux_heads:
+                aux.append(self.aux_heads[str(i)](last(state)))
+        logits = self.head(last(state))
+        return (logits, *aux) if aux else logits
 
 
 def build_network(genotype: Network) -> Net:

@@ -2,11 +2,16 @@
 
 from nasx.space.genotype import (
     BLOCK_TYPES,
+    AuxHead,
+    Cell,
+    CellBlock,
+    CellEdge,
     ConvBlock,
     ConvStep,
     DenseBlock,
     FireBlock,
     ForkStep,
+    FractalBlock,
     Head,
     InceptionBlock,
     InceptionResidualBlock,
@@ -23,17 +28,23 @@ from nasx.space.genotype import (
     TransitionBlock,
     load_network,
 )
-from nasx.space.ops import Act, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
+from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
 
 __all__ = [
     "BLOCK_TYPES",
     "Act",
+    "AuxHead",
+    "Cell",
+    "CellBlock",
+    "CellEdge",
+    "CellOp",
     "Classifier",
     "ConvBlock",
     "DenseBlock",
     "FireBlock",
     "ConvStep",
     "ForkStep",
+    "FractalBlock",
     "Head",
     "InceptionBlock",
     "InceptionResidualBlock",

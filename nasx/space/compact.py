@@ -5,12 +5,16 @@
     input(channels=1) | stem[conv(out=16)] | 3*residual(shortcut=pad)@16
         | 3*residual(shortcut=pad)@32/2 | [conv(out=8), pool()] | head(hidden=[120, 84])
 
+    stem[conv(out=48, act=none)] | 6*cell(normal="sep3@0+sep3@1 | skip@0+dil3@2 ; concat 2,3")@16
+
 Sections are separated by `` | ``: an optional ``input(...)``, an optional ``stem[...]``,
 one section per stage, and an optional ``head(...)``. A repeated stage is
 ``DEPTH*BLOCK@CHANNELS`` with ``/STRIDE`` when the stride is not 1; an explicit stage is a
-``[...]`` list of blocks. A block is ``kind(field=value, ...)`` listing only the fields that
-differ from their defaults, so the string is as short as the network is unusual. Name and
-reference are not part of the architecture and are not written.
+``[...]`` list of blocks; `` aux(...)`` after a stage is its auxiliary head. A block is
+``kind(field=value, ...)`` listing only the fields that differ from their defaults, so the
+string is as short as the network is unusual. Name and reference are not part of the
+architecture and are not written. A value that is not a plain word or number (a micro cell's
+own one-line form, see :func:`cell_to_string`) is double-quoted.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from nasx.errors import GenotypeError
-from nasx.space.genotype import Head, Input, Network, minimal_dict
+from nasx.space.genotype import Cell, Head, Input, Network, minimal_dict
+from nasx.space.ops import CELL_OP_ALIAS
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[()\[\],=*@/|]))"
+    r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"
+    r'|(?P<str>"[^"]*")|(?P<punct>[()\[\],=*@/|]))'
 )
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -39,6 +46,8 @@ def _value(v: Any) -> str:
         return "null"
     if isinstance(v, StrEnum):
         return v.value
+    if isinstance(v, str) and not _WORD.fullmatch(v):
+        return f'"{v}"'
     if isinstance(v, dict):
         kind = v.get("kind")
         args = ", ".join(f"{k}={_value(x)}" for k, x in v.items() if k != "kind")
@@ -69,6 +78,8 @@ def network_to_string(net: Network) -> str:
         else:
             text = f"{stage.depth}*{_block(stage.block)}@{stage.channels}"  # type: ignore[arg-type]
             parts.append(text + (f"/{stage.stride}" if stage.stride != 1 else ""))
+        if stage.aux is not None:
+            parts[-1] += " " + _call("aux", stage.aux)
     if net.head != Head():
         parts.append(_call("head", net.head))
     return " | ".join(parts)
@@ -114,6 +125,9 @@ class _Parser:
         if kind == "num":
             self.i += 1
             return float(text) if any(c in text for c in ".eE") else int(text)
+        if kind == "str":
+            self.i += 1
+            return text[1:-1]
         if text == "[":
             return self.list(self.value)
         if text == "(":
@@ -173,6 +187,9 @@ class _Parser:
             data["stages"].append(stage)
         else:
             self.fail(f"expected input(...), stem[...], a stage or head(...), got {text or 'end of string'!r}")
+        if kind != "ident" and self.peek() == ("ident", "aux"):
+            self.i += 1
+            data["stages"][-1]["aux"] = self.kwargs()
 
     def network(self) -> dict[str, Any]:
         data: dict[str, Any] = {"stages": []}
@@ -188,4 +205,35 @@ def network_from_string(text: str) -> Network:
     return Network.from_dict(_Parser(text).network(), source="network string")
 
 
-__all__ = ["network_from_string", "network_to_string"]
+# ---- micro cells ----------------------------------------------------------------------------
+#
+#   sep3@0+sep3@1 | sep3@0+sep3@1 | sep3@1+skip@0 | skip@0+dil3@2 ; concat 2,3,4,5
+#
+# One ``OP@INPUT+OP@INPUT`` per node, nodes separated by ``|``, then ``; concat`` and the states
+# whose outputs are concatenated. Ops are written by their short alias (ops.CELL_OP_ALIASES).
+
+
+def cell_to_string(cell: Cell) -> str:
+    nodes = " | ".join("+".join(f"{CELL_OP_ALIAS[e.op]}@{e.input}" for e in node) for node in cell.nodes)
+    return f"{nodes} ; concat {','.join(map(str, cell.concat))}"
+
+
+def cell_from_string(text: str) -> dict[str, Any]:
+    """The fields of a :class:`Cell` from its one-line form; edges are checked by the model."""
+    body, sep, tail = text.partition(";")
+    word, _, numbers = tail.strip().partition(" ")
+    if not sep or word != "concat":
+        raise ValueError(f"a cell string ends with '; concat I,J,...', got {text!r}")
+    concat = [n.strip() for n in numbers.split(",") if n.strip()]
+    if not all(n.isdigit() for n in concat):
+        raise ValueError(f"concat lists state numbers separated by commas, got {numbers.strip()!r}")
+    nodes = []
+    for part in body.split("|"):
+        edges = [e.strip() for e in part.split("+")]
+        if len(edges) != 2 or not all(edges):
+            raise ValueError(f"a node is two edges OP@INPUT joined by '+', got {part.strip()!r}")
+        nodes.append(edges)
+    return {"nodes": nodes, "concat": [int(n) for n in concat]}
+
+
+__all__ = ["cell_from_string", "cell_to_string", "network_from_string", "network_to_string"]

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from nasx.errors import GenotypeError
-from nasx.space.ops import Act, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
+from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant, cell_op
 
 # Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
@@ -109,6 +109,8 @@ class _Block(_Frozen):
     """
 
     derived_out: ClassVar[bool] = False
+    #: Two-input kinds (the micro cell) also read the output of the block before the previous one.
+    two_inputs: ClassVar[bool] = False
 
     def out_shape(self, shape: Shape) -> Shape:  # pragma: no cover - every kind overrides
         raise NotImplementedError
@@ -257,7 +259,9 @@ class ResidualBlock(_Block):
     ``width: 2`` is Wide-ResNet-50-2. ``preact`` gives the pre-activation ordering (BN-act-conv,
     He et al. 2016b, WRN). ``se`` > 0 adds squeeze-and-excitation with
     ``round8(out * se)`` hidden channels before the addition. ``dropout`` sits between the
-    convolutions of a basic block (WRN).
+    convolutions of a basic block (WRN). ``drop_path`` is stochastic depth (Huang et al. 2016): the
+    residual branch is dropped per sample in training, with the network's linear schedule (see
+    :func:`drop_path_schedule`).
     """
 
     kind: Literal[Kind.RESIDUAL] = Kind.RESIDUAL
@@ -273,6 +277,7 @@ class ResidualBlock(_Block):
     se: Probability = 0.0
     act: Act = Act.RELU
     dropout: Probability = 0.0
+    drop_path: Probability = 0.0
 
     @model_validator(mode="before")
     @classmethod
@@ -822,6 +827,232 @@ class InceptionResidualBlock(_Block):
         return f"{self.kind.value}  " + " | ".join(_branch_label(b) for b in self.branches) + f"  ; {tail}"
 
 
+# ==== micro cells (NASNet / DARTS), fractal blocks, stochastic depth ==========================
+
+
+class CellEdge(_Frozen):
+    """One (op, input) pair of a cell node: ``op`` applied to state ``input``.
+
+    States 0 and 1 are the cell's two inputs (outputs of the previous-previous and the previous
+    block), state ``i >= 2`` is node ``i - 2``. Written ``sep3@0`` in the compact form; the op
+    may be given by its DARTS name or its short alias (:data:`nasx.space.ops.CELL_OP_ALIASES`).
+    """
+
+    op: CellOp
+    input: NonNegativeInt
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spellings(cls, values: Any) -> Any:
+        if isinstance(values, str):
+            op, sep, index = values.partition("@")
+            if not sep or not index.strip().isdigit():
+                raise ValueError(f"an edge is written OP@INPUT, e.g. sep3@0, got {values!r}")
+            values = {"op": op.strip(), "input": int(index)}
+        elif isinstance(values, (list, tuple)) and len(values) == 2:
+            values = {"op": values[0], "input": values[1]}
+        return values
+
+    @field_validator("op", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        return cell_op(v) if isinstance(v, str) else v
+
+
+class Cell(_Frozen):
+    """A NASNet/DARTS micro cell: a DAG of nodes, each the sum of two edges, and a concat list.
+
+    ``nodes[k]`` computes state ``k + 2`` and may read states ``0 .. k + 1``; the cell's output
+    is the channel concatenation of the states in ``concat`` (each of them a node, >= 2). The
+    compact string form ``sep3@0+sep3@1 | skip@0+dil3@2 ; concat 2,3`` is accepted wherever a
+    cell is expected (YAML included) and is what :meth:`to_string` writes.
+    """
+
+    nodes: tuple[tuple[CellEdge, CellEdge], ...]
+    concat: tuple[NonNegativeInt, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, values: Any) -> Any:
+        if isinstance(values, str):
+            from nasx.space.compact import cell_from_string
+
+            return cell_from_string(values)
+        return values
+
+    @model_validator(mode="after")
+    def _rules(self) -> Cell:
+        if not self.nodes:
+            raise ShapeRuleError("nodes", "a cell needs at least one node, got none")
+        for k, node in enumerate(self.nodes):
+            for j, edge in enumerate(node):
+                if edge.input >= k + 2:
+                    raise ShapeRuleError(
+                        f"nodes[{k}][{j}].input",
+                        f"node {k + 2} may read only states 0..{k + 1} (the two inputs and earlier nodes), got {edge.input}",
+                    )
+        if not self.concat:
+            raise ShapeRuleError("concat", "must list at least one node, got []")
+        states = len(self.nodes) + 2
+        for i, c in enumerate(self.concat):
+            if not 2 <= c < states:
+                raise ShapeRuleError(f"concat[{i}]", f"must be a node state in 2..{states - 1}, got {c}")
+        if len(set(self.concat)) != len(self.concat):
+            raise ShapeRuleError("concat", f"states must be distinct, got {list(self.concat)}")
+        return self
+
+    def to_string(self) -> str:
+        from nasx.space.compact import cell_to_string
+
+        return cell_to_string(self)
+
+    def lines(self, reduction: bool = False) -> list[str]:
+        """Which op feeds which node, one line per node: ``node 4 = sep_conv_3x3(in1) + skip_connect(in0)``."""
+
+        def state(i: int) -> str:
+            return f"in{i}" if i < 2 else f"node {i}"
+
+        stride = ", stride 2" if reduction else ""
+        out = []
+        for k, node in enumerate(self.nodes):
+            terms = [f"{e.op.value}({state(e.input)}{stride if e.input < 2 else ''})" for e in node]
+            out.append(f"node {k + 2} = {' + '.join(terms)}")
+        out.append(f"output = concat({', '.join(state(i) for i in self.concat)})")
+        return out
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+class CellBlock(_Block):
+    """A micro cell with its two inputs' preprocessing, as in the DARTS evaluation network.
+
+    ``out`` is the node width C (the stage's ``channels``); the block's output has
+    ``C * len(concat)`` channels. ``stride`` 1 runs the ``normal`` cell, stride 2 the ``reduce``
+    cell (ops reading the cell's inputs get stride 2). The previous-previous output is reduced by
+    a factorized reduction when it is twice the size of the previous one, else by ReLU-conv1x1-BN;
+    the previous output always by ReLU-conv1x1-BN. After a plain (single-input) block both inputs
+    are that block's output. ``drop_path`` drops every non-identity edge per sample in training,
+    with the network's linear schedule (see :func:`drop_path_schedule`).
+    """
+
+    two_inputs: ClassVar[bool] = True
+
+    kind: Literal[Kind.CELL] = Kind.CELL
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    normal: Cell
+    reduce: Cell | None = None
+    drop_path: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _rules(self) -> CellBlock:
+        if self.out is not None and self.out % 2:
+            raise ShapeRuleError("out", f"the node width must be even (factorized reduction halves it), got {self.out}")
+        return self
+
+    @property
+    def cell(self) -> Cell:
+        """The cell this block runs: ``reduce`` when strided, else ``normal``."""
+        return self.reduce if self.stride == 2 and self.reduce is not None else self.normal
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.stride not in (1, 2):
+            raise ShapeRuleError("stride", f"a cell keeps its size or halves it (stride 1 or 2), got {self.stride}")
+        if self.stride == 2:
+            if self.reduce is None:
+                raise ShapeRuleError("reduce", "a strided (reduction) cell needs a 'reduce' cell")
+            if shape.h % 2 or shape.w % 2:
+                raise ShapeRuleError("stride", f"a reduction cell needs an even input size, got {shape}")
+        return Shape((self.out or 0) * len(self.cell.concat), shape.h // self.stride, shape.w // self.stride)
+
+
+class FractalBlock(_Block):
+    """A fractal block (Larsson et al. 2017): ``f_1 = conv``, ``f_{C+1} = join(f_C o f_C, conv)``.
+
+    Every conv is ``kernel`` x ``kernel`` conv-BN-ReLU at ``out`` channels; the first conv of each
+    of the ``columns`` columns takes ``stride``. Joins are element-wise means over all columns
+    meeting there. In training, ``local_drop`` drops each join input with that probability
+    (keeping at least one), and a ``global_drop`` fraction of minibatches keeps a single random
+    column per block; in eval every path is used.
+    """
+
+    kind: Literal[Kind.FRACTAL] = Kind.FRACTAL
+    out: PositiveInt | None = None
+    stride: PositiveInt = 1
+    columns: PositiveInt = 3
+    kernel: PositiveInt = 3
+    local_drop: Probability = 0.0
+    global_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd, got {v}")
+        return v
+
+    @property
+    def depth(self) -> int:
+        """Convolutions on the deepest path: ``2 ** (columns - 1)``."""
+        return 2 ** (self.columns - 1)
+
+    def out_shape(self, shape: Shape) -> Shape:
+        return _window(shape, self.out or 0, self.kernel, self.stride, _same_padding(self.kernel))  # type: ignore[arg-type]
+
+
+class AuxHead(_Frozen):
+    """An auxiliary classifier on a stage's output (DARTS / NASNet CIFAR form).
+
+    ReLU, ``pool`` x ``pool`` average pooling with stride ``pool_stride``, 1x1 conv to ``hidden``
+    + BN + ReLU, a conv covering the pooled map to ``width`` + BN + ReLU, linear to the classes.
+    Used in training only; excluded from params and MACs unless asked for.
+    """
+
+    pool: PositiveInt = 5
+    pool_stride: PositiveInt = 3
+    hidden: PositiveInt = 128
+    width: PositiveInt = 768
+
+    def pooled(self, shape: Shape) -> Shape:
+        side = [_out_side(n, self.pool, self.pool_stride, 0) for n in (shape.h, shape.w)]
+        out = Shape(shape.c, side[0], side[1])
+        if out.h < 1 or out.w < 1:
+            raise ShapeRuleError("aux.pool", f"the stage output {shape} is smaller than the {self.pool}x{self.pool} pool")
+        return out
+
+
+def cell_lines(net: Network) -> list[str]:
+    """The distinct micro cells of ``net``: compact string, then which op feeds which node."""
+    seen: list[Cell] = []
+    lines: list[str] = []
+    for _, block in net.blocks():
+        if not isinstance(block, CellBlock):
+            continue
+        for role, cell in (("normal", block.normal), ("reduce", block.reduce)):
+            if cell is None or cell in seen:
+                continue
+            seen.append(cell)
+            lines.append(f"{role} cell: {cell.to_string()}")
+            lines += [f"  {line}" for line in cell.lines(reduction=role == "reduce")]
+    if lines:
+        lines.insert(0, "cells (in0, in1: outputs of the block before the previous one and of the previous one)")
+    return lines
+
+
+def drop_path_schedule(rate: float, position: int, total: int) -> float:
+    """Stochastic depth's linear rule (Huang et al. 2016): block ``position`` (1-based) of ``total``.
+
+    A block's ``drop_path`` field is the rate reached at the network's last block; the block at
+    position l of the L blocks of all stages (stem excluded) is dropped with ``rate * l / L``.
+    The network builder applies it, so a repeated stage's rate rises with block index.
+    """
+    return rate * position / total
+
+
+# ==== end of micro cells / fractal ===============================================================
+
+
 Block = Annotated[
     ConvBlock
     | PoolBlock
@@ -833,7 +1064,9 @@ Block = Annotated[
     | FireBlock
     | MBConvBlock
     | InceptionBlock
-    | InceptionResidualBlock,
+    | InceptionResidualBlock
+    | CellBlock
+    | FractalBlock,
     Field(discriminator="kind"),
 ]
 BLOCK_TYPES: dict[Kind, type[_Block]] = {
@@ -848,6 +1081,8 @@ BLOCK_TYPES: dict[Kind, type[_Block]] = {
     Kind.MBCONV: MBConvBlock,
     Kind.INCEPTION: InceptionBlock,
     Kind.INCEPTION_RESIDUAL: InceptionResidualBlock,
+    Kind.CELL: CellBlock,
+    Kind.FRACTAL: FractalBlock,
 }
 
 
@@ -864,13 +1099,17 @@ class Input(_Frozen):
 
 
 class Stage(_Frozen):
-    """``block`` repeated ``depth`` times at ``channels`` (first block strided), or ``blocks``."""
+    """``block`` repeated ``depth`` times at ``channels`` (first block strided), or ``blocks``.
+
+    ``aux``: an auxiliary classifier reading this stage's output (training only).
+    """
 
     block: Block | None = None
     depth: PositiveInt | None = None
     channels: PositiveInt | None = None
     stride: PositiveInt = 1
     blocks: tuple[Block, ...] | None = None
+    aux: AuxHead | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> Stage:
@@ -982,14 +1221,21 @@ class Network(_Frozen):
         for s, stage in enumerate(self.stages):
             for i, b in enumerate(stage.expand()):
                 shape = _apply(b, shape, _block_path(s, stage, i))
+            if stage.aux is not None:
+                _apply(stage.aux, shape, f"stages[{s}]", "pooled")
             result.append((f"stages[{s}]", shape))
         return result
 
     # ---- canonical forms ------------------------------------------------------------------
 
     def arch_dict(self) -> dict[str, Any]:
-        """The canonical architecture: every field, defaults filled, name and reference dropped."""
-        return self.model_dump(mode="json", exclude={"name", "reference"})
+        """The canonical architecture: the non-default fields (see :func:`minimal_dict`), name and
+        reference dropped. Defaults are left out so that a field added later with a default that
+        keeps the old behaviour does not change any existing digest."""
+        arch = minimal_dict(self)
+        arch.pop("name", None)
+        arch.pop("reference", None)
+        return arch
 
     @property
     def digest(self) -> str:
@@ -1060,6 +1306,8 @@ def minimal_dict(model: BaseModel) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Cell):  # a micro cell is written in its one-line form
+        return value.to_string()
     if isinstance(value, BaseModel):
         return minimal_dict(value)
     if isinstance(value, tuple | list):
@@ -1076,11 +1324,11 @@ def _block_path(s: int, stage: Stage, i: int) -> str:
     return f"stages[{s}].block"
 
 
-def _apply(block: Any, shape: Shape, where: str) -> Shape:
+def _apply(block: Any, shape: Shape, where: str, method: str = "out_shape") -> Shape:
     if "out" in type(block).model_fields and not block.derived_out and block.out is None:
         raise ValueError(f"{where}.out: required outside a repeated stage (there the stage's channels set it)")
     try:
-        return block.out_shape(shape)
+        return getattr(block, method)(shape)
     except ShapeRuleError as exc:
         raise ValueError(f"{where}.{exc.field}: {exc} (input {shape})") from None
 
@@ -1160,10 +1408,15 @@ def load_network(path: str) -> Network:
 
 __all__ = [
     "BLOCK_TYPES",
+    "AuxHead",
     "Block",
+    "Cell",
+    "CellBlock",
+    "CellEdge",
     "ConvBlock",
     "DenseBlock",
     "FireBlock",
+    "FractalBlock",
     "ConvStep",
     "ForkStep",
     "Head",
@@ -1180,5 +1433,7 @@ __all__ = [
     "Shape",
     "Stage",
     "TransitionBlock",
+    "cell_lines",
+    "drop_path_schedule",
     "load_network",
 ]

@@ -24,6 +24,9 @@ class Kind(StrEnum):
     MBCONV = "mbconv"
     INCEPTION = "inception"
     INCEPTION_RESIDUAL = "inception_residual"
+    # NAS cells and FractalNet
+    CELL = "cell"
+    FRACTAL = "fractal"
 
 
 class Act(StrEnum):
@@ -86,3 +89,52 @@ class StepOp(StrEnum):
     CONV = "conv"
     MAX_POOL = "max_pool"
     AVG_POOL = "avg_pool"
+
+
+# ---- micro-cell operations (NASNet / DARTS) -------------------------------------------------
+
+
+class CellOp(StrEnum):
+    """Operations on a micro cell's edges, named as in the DARTS code (quark0/darts, operations.py).
+
+    Every op keeps the node width C. On an edge reading one of the cell's two inputs in a
+    reduction cell the op has stride 2; ``skip_connect`` then becomes a factorized reduction.
+    """
+
+    NONE = "none"
+    SKIP = "skip_connect"
+    AVG_POOL_3X3 = "avg_pool_3x3"
+    MAX_POOL_3X3 = "max_pool_3x3"
+    SEP_CONV_3X3 = "sep_conv_3x3"
+    SEP_CONV_5X5 = "sep_conv_5x5"
+    SEP_CONV_7X7 = "sep_conv_7x7"
+    DIL_CONV_3X3 = "dil_conv_3x3"
+    DIL_CONV_5X5 = "dil_conv_5x5"
+    CONV_7X1_1X7 = "conv_7x1_1x7"
+
+
+#: The short names of the compact cell string (``sep3@0+skip@1 | ...``); the one alias table.
+CELL_OP_ALIASES: dict[str, CellOp] = {
+    "none": CellOp.NONE,
+    "skip": CellOp.SKIP,
+    "avg3": CellOp.AVG_POOL_3X3,
+    "max3": CellOp.MAX_POOL_3X3,
+    "sep3": CellOp.SEP_CONV_3X3,
+    "sep5": CellOp.SEP_CONV_5X5,
+    "sep7": CellOp.SEP_CONV_7X7,
+    "dil3": CellOp.DIL_CONV_3X3,
+    "dil5": CellOp.DIL_CONV_5X5,
+    "conv7x1": CellOp.CONV_7X1_1X7,
+}
+CELL_OP_ALIAS: dict[CellOp, str] = {op: alias for alias, op in CELL_OP_ALIASES.items()}
+
+
+def cell_op(name: str) -> CellOp:
+    """A cell op from its DARTS name or its short alias; ValueError listing both otherwise."""
+    if name in CELL_OP_ALIASES:
+        return CELL_OP_ALIASES[name]
+    try:
+        return CellOp(name)
+    except ValueError:
+        known = ", ".join(f"{a} ({op.value})" if a != op.value else a for a, op in CELL_OP_ALIASES.items())
+        raise ValueError(f"unknown cell op {name!r}; expected one of {known}") from None
