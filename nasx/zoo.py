@@ -35,7 +35,8 @@ def names() -> list[str]:
 def path(name: str) -> Path:
     p = zoo_dir() / f"{name}.yaml"
     if not p.is_file():
-        close = difflib.get_close_matches(name, names(), n=3)
+        prefixed = [n for n in names() if n.startswith(name) or name.startswith(n.split("_")[0] + "_")]
+        close = list(dict.fromkeys(prefixed[:3] + difflib.get_close_matches(name, names(), n=3)))[:4]
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(names())}"
         raise NasxError(f"unknown zoo network {name!r}{hint}")
     return p

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from nasx import zoo
 from nasx.cli import app
+from nasx.errors import NasxError
 
 runner = CliRunner()
 
@@ -79,3 +80,8 @@ def test_module_entry_point_errors_cleanly() -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
     helped = subprocess.run([sys.executable, "-m", "nasx", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "zoo" in helped.stdout and "describe" in helped.stdout
+
+
+def test_unknown_name_hint_matches_a_prefix() -> None:
+    with pytest.raises(NasxError, match="did you mean resnet20_cifar"):
+        zoo.path("resnet20")

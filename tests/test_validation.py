@@ -534,3 +534,11 @@ def test_mutated_dicts_give_a_network_or_a_genotype_error() -> None:
             assert Network.from_yaml(net.to_yaml()) == net
             assert Network.from_string(net.to_string()) == net
     assert valid > 0
+
+
+def test_huge_depth_is_rejected_before_expansion() -> None:
+    from nasx.space.genotype import MAX_DEPTH
+
+    with pytest.raises(GenotypeError, match=r"stages\[0\]\.depth: .*less than or equal to 10000, got 1999999998"):
+        Network.from_string("stem[conv(out=16)] | 1999999998*residual()@16")
+    assert Network.from_string(f"stem[conv(out=16)] | {MAX_DEPTH}*residual()@16").stages[0].depth == MAX_DEPTH

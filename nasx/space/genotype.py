@@ -1098,6 +1098,10 @@ class Input(_Frozen):
         return Shape(self.channels, self.resolution, self.resolution)
 
 
+#: The deepest repeated stage accepted (ResNet-1202 has 200 blocks a stage; this bounds memory).
+MAX_DEPTH = 10_000
+
+
 class Stage(_Frozen):
     """``block`` repeated ``depth`` times at ``channels`` (first block strided), or ``blocks``.
 
@@ -1105,7 +1109,7 @@ class Stage(_Frozen):
     """
 
     block: Block | None = None
-    depth: PositiveInt | None = None
+    depth: Annotated[int, Field(strict=True, ge=1, le=MAX_DEPTH)] | None = None
     channels: PositiveInt | None = None
     stride: PositiveInt = 1
     blocks: tuple[Block, ...] | None = None
