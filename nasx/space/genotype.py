@@ -1109,7 +1109,7 @@ class Stage(_Frozen):
     """
 
     block: Block | None = None
-    depth: Annotated[int, Field(strict=True, ge=1, le=MAX_DEPTH)] | None = None
+    depth: Annotated[int, Field(strict=True, gt=0, le=MAX_DEPTH)] | None = None
     channels: PositiveInt | None = None
     stride: PositiveInt = 1
     blocks: tuple[Block, ...] | None = None
