@@ -175,6 +175,102 @@ def describe(
         out.print(f"reference: {net.reference}", soft_wrap=True, highlight=False, markup=False)
 
 
+@app.command()
+@_friendly
+def train(
+    network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="'mini' (bundled 10k-image CIFAR-10 subset), 'download' (official archive, cached), "
+            "cifar-10-python.tar.gz or its folder, or an ImageFolder folder / .tar.gz."
+        ),
+    ] = "mini",
+    recipe: Annotated[str, typer.Option(help="A preset (search, standard, fast) or a recipe YAML file.")] = "standard",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the recipe's).")] = None,
+    fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the training split to train on.")] = 1.0,
+    resolution: Annotated[int | None, typer.Option(min=1, help="Train at this image side (default: the network's).")] = None,
+    val_size: Annotated[
+        float | None, typer.Option(help="Validation images held out of the training set (or a fraction); default 5000 or 10%.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentation.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available).")] = None,
+    out_dir: Annotated[
+        str | None, typer.Option("--out", help="Run folder (default runs/NAME-RECIPE-eEPOCHS-sSEED; rerun to resume).")
+    ] = None,
+    test: Annotated[bool, typer.Option(help="Also measure the official test set once, after training.")] = False,
+) -> None:
+    """Train one network; write config, per-epoch metrics (JSONL), weights (safetensors) and a summary.
+
+    Interrupted runs resume from their last epoch when the same command is run again.
+    """
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from nasx import data as datasets
+    from nasx import zoo as registry
+    from nasx.train import EpochMetrics, Fidelity, load_recipe, train_run
+
+    net = registry.resolve(network)
+    rec = load_recipe(recipe)
+    fid = Fidelity(epochs=epochs, fraction=fraction, resolution=resolution)
+    n_epochs = fid.epochs_for(rec)
+    val = val_size if val_size is None or val_size < 1 else int(val_size)
+    splits = datasets.load_splits(data, val_size=val, seed=split_seed)
+    test_set = datasets.load_test(data) if test else None
+    name = net.name or Path(network).stem
+    run_dir = Path(out_dir) if out_dir else Path("runs") / f"{name}-{rec.name}-e{n_epochs}-s{seed}"
+    err.print(
+        f"training {escape(name)} on {escape(splits.source)}: {len(splits.train):,} train / {len(splits.val):,} val, "
+        f"recipe {escape(rec.name)}, {n_epochs} epochs -> {escape(str(run_dir))}",
+        highlight=False,
+    )
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task("train", total=None, epoch=0, epochs=n_epochs, stats="")
+
+    def on_step(epoch: int, batch: int) -> None:
+        if batch == 1:
+            progress.reset(task, total=None, epoch=epoch)
+        progress.update(task, completed=batch)
+
+    def on_epoch(m: EpochMetrics) -> None:
+        progress.update(task, stats=f"loss {m.train_loss:.3f}  val {100 * m.val_acc:.2f}%  {m.images_per_s:,.0f} img/s")
+        progress.console.print(
+            f"epoch {m.epoch:>3}/{n_epochs}  loss {m.train_loss:.4f}  train {100 * m.train_acc:6.2f}%  "
+            f"val {100 * m.val_acc:6.2f}%  lr {m.lr:.4f}  {m.seconds:6.1f}s  {m.images_per_s:,.0f} img/s",
+            highlight=False,
+        )
+
+    try:
+        with progress:
+            _, summary = train_run(
+                net, splits, rec, fid, run_dir, seed=seed, device=device, callback=on_epoch, on_step=on_step, test=test_set
+            )
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished epochs are checkpointed in {escape(str(run_dir))}; run the same command to resume")
+        raise typer.Exit(130) from None
+    line = f"val {100 * summary['val_acc']:.2f}%"
+    if "test_acc" in summary:
+        line += f"  test {100 * summary['test_acc']:.2f}%"
+    out.print(
+        f"{line}  ({summary['epochs']} epochs, {summary['train_seconds']:.0f}s training, {summary['images_per_s']:,.0f} img/s, "
+        f"{summary['device']} {summary['precision']})  run folder: {run_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,365 @@
+"""The training loop: one function, ``train``, that every search trial and baseline goes through.
+
+No host synchronisation inside the step loop: the loss and accuracy sums stay on the device and
+are read once per epoch, when a non-finite loss also turns into a typed failure. Checkpoints are
+written atomically after every epoch and a run resumes from its last one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasx.data.loader import Augment, DeviceLoader
+from nasx.data.types import ImageSet, Splits
+from nasx.errors import NasxError
+from nasx.models.network import build_network
+from nasx.space.genotype import Network
+from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
+
+FailureReason = Literal["non_finite_loss", "out_of_memory"]
+
+
+class TrainingFailed(NasxError):
+    """A run that cannot go on: ``reason`` is ``non_finite_loss`` or ``out_of_memory``; final, not retried."""
+
+    def __init__(self, reason: FailureReason, epoch: int, detail: str) -> None:
+        super().__init__(f"training failed in epoch {epoch}: {reason.replace('_', ' ')} ({detail})")
+        self.reason, self.epoch, self.detail = reason, epoch, detail
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One epoch's figures; ``val_acc`` is a fraction in [0, 1] measured on the validation split."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float  # training time of the epoch (evaluation excluded)
+    images_per_s: float
+
+
+#: Called after every epoch; returning True stops the run early (state ``stopped``).
+Callback = Callable[[EpochMetrics], bool | None]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``state``: ``complete`` or ``stopped`` (the callback asked)."""
+
+    model: nn.Module
+    metrics: list[EpochMetrics]
+    state: Literal["complete", "stopped"]
+    seconds: float
+    device: str
+    precision: str
+    channels_last: bool
+    resumed_from: int = 0  # epochs already done when this call started
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def val_acc(self) -> float:
+        return self.metrics[-1].val_acc if self.metrics else float("nan")
+
+    @property
+    def epochs(self) -> int:
+        return len(self.metrics)
+
+
+# ---- device settings ---------------------------------------------------------------------------
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _bf16_ok(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(recipe: Recipe, device: torch.device) -> tuple[str, bool]:
+    """``(precision, channels_last)`` after ``auto``: bf16 + channels-last where the device has native bf16."""
+    native = _bf16_ok(device)
+    precision = ("bf16" if native else "fp32") if recipe.precision == "auto" else recipe.precision
+    channels_last = (device.type == "cuda" or native) if recipe.channels_last == "auto" else recipe.channels_last
+    return precision, bool(channels_last)
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ---- schedule ----------------------------------------------------------------------------------
+
+
+def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total``: warm-up, then the schedule."""
+    warm = min(int(round(recipe.warmup_epochs * steps_per_epoch)), total - 1)
+    if step < warm:
+        return recipe.lr * (step + 1) / (warm + 1)
+    t = (step - warm) / max(1, total - warm)
+    if recipe.schedule == Schedule.COSINE:
+        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if recipe.schedule == Schedule.ONECYCLE:
+        return recipe.lr * max(0.0, 1.0 - t)
+    return recipe.lr
+
+
+def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    # no weight decay on BN and bias parameters (1-d), the usual CIFAR practice
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if recipe.optimizer == Optimizer.ADAMW:
+        return torch.optim.AdamW(groups, lr=recipe.lr)
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0)
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder, fsync, rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write(run_dir / CHECKPOINT, lambda p: torch.save(state, p))
+
+
+def _load_checkpoint(run_dir: Path, key: str) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("key") != key:
+        raise NasxError(
+            f"{path}: the checkpoint belongs to another run (network, recipe, fidelity, data or seed differ); "
+            "use another run folder or delete it"
+        )
+    return state
+
+
+def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
+    """What a checkpoint must match to be resumed: everything that changes the result."""
+    import hashlib
+
+    blob = json.dumps(
+        [genotype.digest, recipe.model_dump(mode="json"), fidelity.model_dump(mode="json"), data.source, data.seed, seed],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---- evaluation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: ImageSet,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+    tta_flip: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    resolution: int | None = None,
+) -> tuple[float, float]:
+    """``(mean loss, accuracy)`` of ``model`` on ``data``; ``tta_flip`` averages the logits of each image and its mirror."""
+    device = torch.device(device)
+    loader = DeviceLoader(data, batch_size, device=device, train=False, channels_last=channels_last, resolution=resolution)
+    model.eval()
+    loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    with _autocast(device, precision):
+        for x, y in loader:
+            logits = model(x).float()
+            if tta_flip:
+                logits = 0.5 * (logits + model(x.flip(3)).float())
+            loss += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    n = max(1, loader.num_samples)
+    return loss.item() / n, correct.item() / n
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _failures(epoch: Callable[[], int]) -> Iterator[None]:
+    """Out-of-memory (CUDA or host) becomes a typed, final :class:`TrainingFailed`."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise TrainingFailed("out_of_memory", epoch(), str(exc).splitlines()[0]) from None
+    except MemoryError as exc:
+        raise TrainingFailed("out_of_memory", epoch(), f"host memory: {exc}") from None
+    except RuntimeError as exc:
+        if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+            raise TrainingFailed("out_of_memory", epoch(), str(exc).splitlines()[0]) from None
+        raise
+
+
+def train(
+    genotype: Network,
+    data: Splits,
+    recipe: Recipe,
+    fidelity: Fidelity | None = None,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    run_dir: Path | None = None,
+    callback: Callback | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``genotype`` on ``data.train``, measuring ``data.val`` after every epoch.
+
+    With ``run_dir`` a checkpoint is written atomically after each epoch and a later call with the
+    same arguments resumes from it (a different run in the same folder is an error). ``on_step``
+    is called as ``on_step(epoch, batch)`` after each optimiser step (for progress bars; it must
+    not synchronise). Raises :class:`TrainingFailed` on a non-finite loss or out-of-memory.
+    """
+    fidelity = fidelity or Fidelity()
+    device = torch.device(device) if device is not None else default_device()
+    precision, channels_last = resolve_precision(recipe, device)
+    epochs = fidelity.epochs_for(recipe)
+    torch.manual_seed(seed)
+    model = build_network(genotype).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    aug = recipe.augment
+    loader = DeviceLoader(
+        data.train,
+        recipe.batch_size,
+        device=device,
+        train=True,
+        augment=Augment(crop_padding=aug.crop_padding, flip=aug.flip, cutout=aug.cutout),
+        seed=seed,
+        channels_last=channels_last,
+        resolution=fidelity.resolution,
+        fraction=fidelity.fraction,
+    )
+    if len(loader) == 0:
+        raise NasxError(
+            f"the training split has {loader.num_samples} images, fewer than one batch of {recipe.batch_size}; "
+            "use a smaller batch_size or a larger fraction"
+        )
+    opt = _optimizer(model, recipe)
+    step_fn = torch.compile(model) if recipe.compile else model
+    steps_per_epoch, total = len(loader), len(loader) * epochs
+
+    metrics: list[EpochMetrics] = []
+    start_epoch = 0
+    key = run_key(genotype, recipe, fidelity, data, seed)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = _load_checkpoint(run_dir, key)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            metrics = [EpochMetrics(**m) for m in state["metrics"]]
+            start_epoch = len(metrics)
+            torch.set_rng_state(state["rng"])
+    resumed_from = start_epoch
+    t_start = time.perf_counter()
+    current = start_epoch
+    stopped = False
+    with _failures(lambda: current + 1):
+        for epoch in range(start_epoch, epochs):
+            current = epoch
+            model.train()
+            loader.set_epoch(epoch)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            t0 = time.perf_counter()
+            step = epoch * steps_per_epoch
+            lr = recipe.lr
+            for b, (x, y) in enumerate(loader):
+                lr = lr_at(recipe, step, total, steps_per_epoch)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with _autocast(device, precision):
+                    logits = step_fn(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                opt.step()
+                loss_sum += loss.detach() * y.shape[0]
+                correct += (logits.detach().argmax(1) == y).sum()
+                step += 1
+                if on_step is not None:
+                    on_step(epoch + 1, b + 1)
+            n = steps_per_epoch * recipe.batch_size
+            train_loss = loss_sum.item() / n  # the one synchronisation of the epoch
+            seconds = time.perf_counter() - t0
+            if not math.isfinite(train_loss):
+                raise TrainingFailed("non_finite_loss", epoch + 1, f"mean training loss {train_loss}")
+            val_loss, val_acc = evaluate(
+                model,
+                data.val,
+                device=device,
+                batch_size=recipe.eval_batch_size,
+                tta_flip=recipe.tta_flip,
+                precision=precision,
+                channels_last=channels_last,
+                resolution=fidelity.resolution,
+            )
+            m = EpochMetrics(epoch + 1, train_loss, correct.item() / n, val_loss, val_acc, lr, seconds, n / seconds)
+            metrics.append(m)
+            if run_dir is not None:
+                _save_checkpoint(
+                    run_dir,
+                    {
+                        "key": key,
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "metrics": [asdict(x) for x in metrics],
+                        "rng": torch.get_rng_state(),
+                    },
+                )
+            if callback is not None and callback(m):
+                stopped = True
+                break
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        state="stopped" if stopped else "complete",
+        seconds=time.perf_counter() - t_start,
+        device=str(device),
+        precision=precision,
+        channels_last=channels_last,
+        resumed_from=resumed_from,
+    )

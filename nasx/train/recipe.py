@@ -1,0 +1,159 @@
+"""How a network is trained (``Recipe``) and how much of it (``Fidelity``): typed, validated, YAML-loadable.
+
+A recipe is the optimiser, schedule, regularisation and augmentation; a fidelity is the budget
+(epochs, fraction of the training split, image resolution). A search trains every candidate
+with one recipe at a low fidelity; the same recipe at full fidelity retrains the winners.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nasx.errors import NasxError
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class RecipeError(NasxError):
+    """A recipe or fidelity that does not validate, or an unknown preset."""
+
+
+class Optimizer(StrEnum):
+    SGD = "sgd"
+    ADAMW = "adamw"
+
+
+class Schedule(StrEnum):
+    """Learning-rate schedules over the whole run: cosine to zero, one-cycle (linear up, linear down), constant."""
+
+    COSINE = "cosine"
+    ONECYCLE = "onecycle"
+    CONSTANT = "constant"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Augmentation(_Frozen):
+    """Batched on the training device: random crop after ``crop_padding`` zero padding, flip, cutout square."""
+
+    crop_padding: Annotated[int, Field(strict=True, ge=0)] = 4
+    flip: bool = True
+    cutout: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+class Recipe(_Frozen):
+    """Everything about *how* to train, nothing about how long (see :class:`Fidelity`).
+
+    ``lr`` is the peak learning rate at ``batch_size``. ``epochs`` is the length the recipe was
+    tuned for, used when the fidelity does not say. ``precision``/``channels_last`` ``auto``:
+    bf16 autocast (BN stays fp32) and channels-last memory format where the device runs them
+    faster (CUDA; CPUs with native bf16), fp32 elsewhere.
+    """
+
+    name: str = "custom"
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 128
+    optimizer: Optimizer = Optimizer.SGD
+    lr: Annotated[float, Field(gt=0.0)] = 0.1
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    schedule: Schedule = Schedule.COSINE
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    label_smoothing: Probability = 0.0
+    grad_clip: Annotated[float, Field(gt=0.0)] | None = None
+    augment: Augmentation = Augmentation()
+    tta_flip: bool = False
+    eval_batch_size: PositiveInt = 1000
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: Literal["auto"] | bool = "auto"
+    compile: bool = False
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Recipe:
+        """A recipe file; ``preset: NAME`` starts from that preset and the other keys override it."""
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise RecipeError(f"{path}: cannot read the recipe: {exc}") from None
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe file is a mapping of fields, got {type(data).__name__}")
+        base = data.pop("preset", None)
+        if base is not None:
+            data = {**preset(str(base)).model_dump(), **data}
+        return _validated(cls, data, str(path))
+
+
+class Fidelity(_Frozen):
+    """How much training: ``epochs`` (None: the recipe's), a seeded ``fraction`` of the training split, ``resolution``.
+
+    ``resolution`` None trains at the genotype's input resolution; a smaller one trains on
+    downsampled images (a cheaper proxy: the networks end in global pooling).
+    """
+
+    epochs: PositiveInt | None = None
+    fraction: Fraction = 1.0
+    resolution: PositiveInt | None = None
+
+    def epochs_for(self, recipe: Recipe) -> int:
+        return self.epochs if self.epochs is not None else recipe.epochs
+
+
+def _validated(model: type[Any], data: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}, got {e.get('input')!r}" for e in exc.errors()
+        )
+        raise RecipeError(f"{where}: {problems}") from None
+
+
+PRESETS: dict[str, Recipe] = {
+    # A short proxy for ranking candidates in a search: large batch, one-cycle, light smoothing.
+    "search": Recipe(
+        name="search", epochs=10, batch_size=256, lr=0.2, schedule=Schedule.ONECYCLE, warmup_epochs=2, label_smoothing=0.1
+    ),
+    # The classic CIFAR recipe (He et al. 2016 style): SGD + Nesterov, cosine, wd 5e-4, crop + flip.
+    "standard": Recipe(name="standard", epochs=200, batch_size=128, lr=0.1, schedule=Schedule.COSINE, warmup_epochs=1),
+    # In the spirit of the fastest published CIFAR-10 recipes: large batch, label smoothing, short
+    # one-cycle, flip test-time augmentation.
+    "fast": Recipe(
+        name="fast",
+        epochs=30,
+        batch_size=512,
+        lr=0.4,
+        weight_decay=5e-4,
+        schedule=Schedule.ONECYCLE,
+        warmup_epochs=6,
+        label_smoothing=0.2,
+        tta_flip=True,
+    ),
+}
+
+
+def preset(name: str) -> Recipe:
+    if name not in PRESETS:
+        raise RecipeError(f"unknown recipe preset {name!r}; presets: {', '.join(PRESETS)} (or a YAML file)")
+    return PRESETS[name]
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A preset name, or a YAML file (which may start from a preset with ``preset: NAME``)."""
+    text = str(name_or_path)
+    if text in PRESETS:
+        return PRESETS[text]
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        if not Path(text).is_file():
+            raise RecipeError(f"recipe file {text} does not exist")
+        return Recipe.from_yaml(text)
+    return preset(text)

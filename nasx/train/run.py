@@ -1,0 +1,130 @@
+"""A training run as a folder: ``config.yaml``, ``metrics.jsonl``, ``weights.safetensors``, ``summary.json``.
+
+The folder also holds ``checkpoint.pt`` (written atomically after every epoch), so running the
+same command again after an interruption resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nasx.data.types import ImageSet, Splits
+from nasx.models.complexity import complexity
+from nasx.space.genotype import Network
+from nasx.train.loop import Callback, EpochMetrics, TrainResult, atomic_write, evaluate, train
+from nasx.train.recipe import Fidelity, Recipe
+
+CONFIG, METRICS, WEIGHTS, SUMMARY = "config.yaml", "metrics.jsonl", "weights.safetensors", "summary.json"
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("nasx", "torch", "optuna", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """The model's state dict as safetensors (CPU, contiguous), written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p)))
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+
+
+def train_run(
+    genotype: Network,
+    data: Splits,
+    recipe: Recipe,
+    fidelity: Fidelity,
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    callback: Callback | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    test: ImageSet | None = None,
+    test_source: str = "",
+) -> tuple[TrainResult, dict[str, Any]]:
+    """Train into ``run_dir`` and return the result and the summary written there.
+
+    ``test`` (the official test set) is evaluated once, after training, for the final report of a
+    chosen model; search code never passes it.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "network": genotype.to_dict(),
+        "digest": genotype.digest,
+        "recipe": recipe.model_dump(mode="json"),
+        "fidelity": fidelity.model_dump(mode="json"),
+        "data": {"source": data.source, "train": len(data.train), "val": len(data.val), "split_seed": data.seed},
+        "seed": seed,
+        "versions": versions(),
+    }
+    _write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+    def record(m: EpochMetrics) -> bool | None:
+        path = run_dir / METRICS
+        lines = path.read_text().splitlines() if path.is_file() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < m.epoch]
+        _write_text(path, "".join(f"{line}\n" for line in [*kept, json.dumps(asdict(m))]))
+        return callback(m) if callback is not None else None
+
+    result = train(genotype, data, recipe, fidelity, seed=seed, device=device, run_dir=run_dir, callback=record, on_step=on_step)
+    save_weights(result.model, run_dir / WEIGHTS)
+    cost = complexity(genotype)
+    last = result.metrics[-1]
+    summary: dict[str, Any] = {
+        "name": genotype.name,
+        "digest": genotype.digest,
+        "params": cost.params,
+        "macs": cost.macs,
+        "state": result.state,
+        "epochs": result.epochs,
+        "val_acc": last.val_acc,
+        "val_loss": last.val_loss,
+        "best_val_acc": max(m.val_acc for m in result.metrics),
+        "train_seconds": sum(m.seconds for m in result.metrics),
+        "images_per_s": sum(m.images_per_s for m in result.metrics) / len(result.metrics),
+        "device": result.device,
+        "precision": result.precision,
+        "channels_last": result.channels_last,
+        "data": data.source,
+    }
+    if test is not None:
+        test_loss, test_acc = evaluate(
+            result.model,
+            test,
+            device=result.device,
+            batch_size=recipe.eval_batch_size,
+            tta_flip=recipe.tta_flip,
+            precision=result.precision,
+            channels_last=result.channels_last,
+            resolution=fidelity.resolution,
+        )
+        summary.update(test_acc=test_acc, test_loss=test_loss, test_source=test_source or data.source)
+    _write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return result, summary
