@@ -270,11 +270,6 @@ def train(
         resolution=fidelity.resolution,
         fraction=fidelity.fraction,
     )
-    if len(loader) == 0:
-        raise NasxError(
-            f"the training split has {loader.num_samples} images, fewer than one batch of {recipe.batch_size}; "
-            "use a smaller batch_size or a larger fraction"
-        )
     opt = _optimizer(model, recipe)
     step_fn = torch.compile(model) if recipe.compile else model
     steps_per_epoch, total = len(loader), len(loader) * epochs
