@@ -1,0 +1,173 @@
+"""The on-disk cache: source digests and decoded uint8 arrays, written atomically.
+
+Layout under the cache root (``cache_dir`` argument, else ``$NASX_CACHE``, else ``~/.cache/nasx``)::
+
+    arrays/<sha256 of the source>/train_images.npy  train_labels.npy  test_images.npy  test_labels.npy  meta.json
+    downloads/cifar-10-python.tar.gz
+
+An entry folder appears under its final name only once every file in it is written and synced, so a
+folder that exists is complete. Arrays are read back with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from nasx.data.types import DataError, Dataset, ImageSet
+
+#: Bumped when the decoded content of an entry changes meaning; older entries are rebuilt.
+CACHE_FORMAT = 1
+_CHUNK = 1 << 20
+_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``cache_dir`` if given, else ``$NASX_CACHE``, else ``~/.cache/nasx``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("NASX_CACHE", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "nasx"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file to compute its sha256 ({exc.strerror or exc})") from exc
+    return h.hexdigest()
+
+
+def folder_digest(root: Path) -> str:
+    """sha256 over the sorted relative paths, sizes and modification times of every file under ``root``.
+
+    Cheap (no file is read) and changes whenever a file is added, removed, resized or touched.
+    """
+    h = hashlib.sha256(b"nasx-folder-digest-1\0")
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            full = Path(dirpath, name)
+            st = full.stat()
+            entries.append((full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    for rel, size, mtime in sorted(entries):
+        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file inside ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class ArrayCache:
+    """The decoded-array part of the cache, one folder per source digest."""
+
+    root: Path
+
+    @property
+    def arrays(self) -> Path:
+        return self.root / "arrays"
+
+    def entry(self, digest: str) -> Path:
+        return self.arrays / digest
+
+    def load(self, digest: str, source: str) -> Dataset | None:
+        """The cached dataset for ``digest``, or None when there is no (current-format) entry."""
+        folder = self.entry(digest)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != CACHE_FORMAT:
+                return None
+            arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+            classes = tuple(str(c) for c in meta["classes"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{folder}: cache entry is unreadable ({exc}); delete this folder and load again") from exc
+        train = ImageSet(arrays["train_images"], arrays["train_labels"], classes)
+        test = ImageSet(arrays["test_images"], arrays["test_labels"], classes)
+        return Dataset(train=train, test=test, source=source, digest=digest)
+
+    def store(self, dataset: Dataset, kind: str) -> Path:
+        """Write ``dataset`` under its digest: into a temporary folder, synced, then renamed into place."""
+        self.arrays.mkdir(parents=True, exist_ok=True)
+        final = self.entry(dataset.digest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dataset.digest[:12]}-", dir=self.arrays))
+        try:
+            arrays = {
+                "train_images": dataset.train.images,
+                "train_labels": dataset.train.labels,
+                "test_images": dataset.test.images,
+                "test_labels": dataset.test.labels,
+            }
+            for name, array in arrays.items():
+                _write_synced(tmp / f"{name}.npy", lambda f, a=array: np.save(f, np.ascontiguousarray(a), allow_pickle=False))
+            meta = {
+                "format": CACHE_FORMAT,
+                "classes": list(dataset.train.classes),
+                "source": dataset.source,
+                "kind": kind,
+                "train": len(dataset.train),
+                "test": len(dataset.test),
+            }
+            text = json.dumps(meta, indent=2) + "\n"
+            _write_synced(tmp / "meta.json", lambda f: f.write(text.encode()))
+            fsync_dir(tmp)
+            _replace_folder(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(self.arrays)
+        return final
+
+
+def _write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Create ``path`` with what ``write`` writes into it, flushed to disk before returning."""
+    with path.open("wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace_folder(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``; an older entry at ``final`` (a stale format) is moved aside and deleted."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name[:12]}-{os.getpid()}-{tmp.name}")
+        try:
+            final.rename(old)
+        except OSError:
+            # Another process replaced it first: its entry is as good as ours.
+            return
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.exists():
+            raise
+        # Another process wrote the same entry between our check and our rename: keep theirs.
