@@ -191,7 +191,10 @@ def train(
     fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the training split to train on.")] = 1.0,
     resolution: Annotated[int | None, typer.Option(min=1, help="Train at this image side (default: the network's).")] = None,
     val_size: Annotated[
-        float | None, typer.Option(help="Validation images held out of the training set (or a fraction); default 5000 or 10%.")
+        float | None,
+        typer.Option(
+            help="Validation images held out of the training set, or a fraction (default 0.1: 5,000 of CIFAR-10's 50,000)."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentation.")] = 0,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
@@ -217,7 +220,7 @@ def train(
     rec = load_recipe(recipe)
     fid = Fidelity(epochs=epochs, fraction=fraction, resolution=resolution)
     n_epochs = fid.epochs_for(rec)
-    val = val_size if val_size is None or val_size < 1 else int(val_size)
+    val = datasets.DEFAULT_VAL_FRACTION if val_size is None else val_size if val_size < 1 else int(val_size)
     splits = datasets.load_splits(data, val_size=val, seed=split_seed)
     test_set = datasets.load_test(data) if test else None
     name = net.name or Path(network).stem
@@ -237,15 +240,20 @@ def train(
         console=err,
         transient=True,
     )
-    task = progress.add_task("train", total=None, epoch=0, epochs=n_epochs, stats="")
+    from nasx.data.loader import stratified_fraction
+
+    used = len(splits.train) if fraction >= 1 else len(stratified_fraction(splits.train.labels, fraction, seed))
+    n_batches = used // rec.batch_size
+    stats = [""]
+    task = progress.add_task("train", total=n_batches, epoch=1, epochs=n_epochs, stats="")
 
     def on_step(epoch: int, batch: int) -> None:
         if batch == 1:
-            progress.reset(task, total=None, epoch=epoch)
+            progress.reset(task, total=n_batches, epoch=epoch, epochs=n_epochs, stats=stats[0])
         progress.update(task, completed=batch)
 
     def on_epoch(m: EpochMetrics) -> None:
-        progress.update(task, stats=f"loss {m.train_loss:.3f}  val {100 * m.val_acc:.2f}%  {m.images_per_s:,.0f} img/s")
+        stats[0] = f"loss {m.train_loss:.3f}  val {100 * m.val_acc:.2f}%  {m.images_per_s:,.0f} img/s"
         progress.console.print(
             f"epoch {m.epoch:>3}/{n_epochs}  loss {m.train_loss:.4f}  train {100 * m.train_acc:6.2f}%  "
             f"val {100 * m.val_acc:6.2f}%  lr {m.lr:.4f}  {m.seconds:6.1f}s  {m.images_per_s:,.0f} img/s",

@@ -269,3 +269,15 @@ def test_basic_grouped_block_builds_when_valid() -> None:
     assert y.shape == (2, 10)
     block = build_network(net).stages[0][0]
     assert _params(block) == (16 * 32 * 9 // 4 + 64) + (32 * 32 * 9 // 4 + 64) + (16 * 32 + 64)
+
+
+def test_convolutions_are_he_initialised_and_bn_is_identity() -> None:
+    torch.manual_seed(0)
+    model = build_network(zoo.get("resnet20_cifar"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.numel() > 10_000]
+    assert len(convs) >= 6
+    for m in convs:
+        fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        assert m.weight.std().item() == pytest.approx((2.0 / fan_out) ** 0.5, rel=0.1)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.all(b.weight == 1) and torch.all(b.bias == 0) for b in bns)

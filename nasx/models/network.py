@@ -149,6 +149,24 @@ class Net(nn.Module):
         return (logits, *aux) if aux else logits
 
 
+def init_weights(model: nn.Module) -> nn.Module:
+    """He (fan-out) normal init of convolutions, BN to identity, zero biases: the reference CNN codes' init.
+
+    PyTorch's default conv init (uniform, gain 1/sqrt(3)) trains the deep plain and residual
+    networks noticeably slower in short runs; torchvision's ResNet/VGG/DenseNet and the CIFAR
+    ResNet code all use this one.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def build_network(genotype: Network) -> Net:
-    """Build the torch module of ``genotype`` on the current default device."""
-    return Net(genotype)
+    """Build the torch module of ``genotype`` on the current default device, He-initialised."""
+    return init_weights(Net(genotype))

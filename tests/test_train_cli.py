@@ -1,0 +1,55 @@
+"""`nasx train` end to end on a tiny official-format CIFAR written by the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_data import write_batches
+from typer.testing import CliRunner
+
+from nasx.cli import app
+from nasx.space import Network
+
+runner = CliRunner()
+NET = "input(resolution=32, classes=10) | stem[conv(out=8)] | 1*residual()@8"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NASX_CACHE", str(tmp_path / "cache"))
+    write_batches(tmp_path / "cifar-10-batches-py", per_batch=24, n_test=16)
+    (tmp_path / "net.yaml").write_text(Network.from_string(NET).to_yaml())
+    (tmp_path / "recipe.yaml").write_text("preset: standard\nbatch_size: 16\neval_batch_size: 32\nprecision: fp32\n")
+    return tmp_path
+
+
+def test_train_writes_a_run_folder_and_reports_val_and_test(setup: Path) -> None:
+    run = setup / "run"
+    args = ["train", str(setup / "net.yaml"), "--data", str(setup / "cifar-10-batches-py"), "--recipe", str(setup / "recipe.yaml")]
+    args += ["--epochs", "2", "--val-size", "20", "--out", str(run), "--test", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "val " in result.stdout and "test " in result.stdout and str(run) in result.stdout
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "weights.safetensors", "summary.json", "checkpoint.pt"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and "test_acc" in summary
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    # the same command again resumes: nothing left to train, the same figures
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and json.loads((run / "summary.json").read_text())["val_acc"] == summary["val_acc"]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--recipe", "quick"], "unknown recipe preset 'quick'"),
+        (["--data", "nowhere/cifar.tar.gz"], "nowhere/cifar.tar.gz"),
+    ],
+)
+def test_train_errors_are_one_line(setup: Path, extra: list[str], needle: str) -> None:
+    result = runner.invoke(app, ["train", str(setup / "net.yaml"), *extra])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.output
