@@ -279,6 +279,147 @@ def train(
     )
 
 
+def _study_config(study: str) -> Any:
+    from pathlib import Path
+
+    from nasx.search.config import StudyConfig, StudyError
+
+    path = Path(study)
+    if not path.is_file() and not study.endswith((".yaml", ".yml")):
+        path = Path("studies") / f"{study}.yaml"
+    if not path.is_file():
+        raise StudyError(f"no study config {study!r} (a YAML file, or a name in studies/)")
+    return StudyConfig.load(path)
+
+
+def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> Table:
+    table = Table(title=escape(title))
+    for col, justify in [("#", "right"), ("role", "left"), ("state", "left"), ("family", "left"), ("params", "right")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col in ("MACs", "val acc", "epochs", "front"):
+        table.add_column(col, justify="right")
+    shown = [r for r in rows if r["role"] == "baseline" or r["number"] in front]
+    shown += sorted((r for r in rows if r not in shown and r["state"] == "complete"), key=lambda r: -(r["val_acc"] or 0))[
+        : max(0, 12 - len(shown))
+    ]
+    for r in sorted(shown, key=lambda r: (r["role"] != "baseline", -(r["val_acc"] or 0))):
+        acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%"
+        table.add_row(
+            str(r["number"]),
+            r["role"] + (f" {r['name']}" if r["role"] == "baseline" else ""),
+            r["state"],
+            r["family"] or "",
+            "" if r["params"] is None else f"{r['params']:,}",
+            "" if r["macs"] is None else f"{r['macs']:,}",
+            acc,
+            str(r["epochs"]),
+            "*" if r["number"] in front else "",
+        )
+    return table
+
+
+def _front_numbers(rows: list[dict[str, Any]], objectives: tuple[Any, ...]) -> set[int]:
+    from nasx.search.rungs import fronts
+
+    done = [r for r in rows if r["state"] in ("complete",) and r["val_acc"] is not None]
+    keys = [o.value for o in objectives[1:]]
+    pts = [(-r["val_acc"], *(float(r[k]) for k in keys)) for r in done]
+    return {r["number"] for r, f in zip(done, fronts(pts), strict=True) if f == 0}
+
+
+@app.command()
+@_friendly
+def search(
+    study: Annotated[str, typer.Argument(help="A study config YAML (see studies/), or its name in studies/.")],
+    trials: Annotated[int | None, typer.Option(min=1, help="Trial budget (overrides the config's budget.trials).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray (overrides the config).")] = None,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+) -> None:
+    """Run a search; run it again after Ctrl-C or a crash to continue the same study."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from nasx.search import run_search
+    from nasx.search.study import progress as study_progress
+
+    cfg = _study_config(study)
+    if executor not in (None, "local", "ray"):
+        raise typer.BadParameter(f"--executor must be local or ray, got {executor!r}")
+    budget = trials or cfg.budget.trials
+    view = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = view.add_task("trials", total=budget, stats="")
+    state: dict[str, Any] = {}
+
+    def on_start(ctx: Any, retried: list[int]) -> None:
+        state["study"] = ctx.study
+        p = study_progress(ctx.study)
+        view.update(task, completed=p.trials)
+        if retried:
+            view.console.print(f"resumed: trials {retried} were left running by a stopped search; queued again")
+        elif p.trials:
+            view.console.print(f"resumed: {p.trials} trials already done")
+
+    def on_outcome(outcome: Any) -> None:
+        p = study_progress(state["study"])
+        best = "" if p.best_acc is None else f"best {100 * p.best_acc:.2f}%"
+        counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
+        view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
+        reason = f" ({outcome.reason})" if outcome.reason and outcome.state != "complete" else ""
+        acc = f" val {100 * outcome.values[0]:.2f}%" if outcome.values else ""
+        view.console.print(f"trial {outcome.number}: {outcome.state}{acc}{reason}", highlight=False, markup=False)
+
+    try:
+        with view:
+            summary = run_search(cfg, root=Path(root), trials=trials, executor=executor, on_outcome=on_outcome, on_start=on_start)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: finished trials are stored in {escape(str(Path(root) / cfg.name))}; run the same command to continue"
+        )
+        raise typer.Exit(130) from None
+    front = _front_numbers(summary.rows, cfg.objectives)
+    out.print(_results_table(summary.rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    p = summary.progress
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
+    out.print(
+        f"{p.trials} trials ({counts}), {p.baselines} baselines, {p.elapsed:.0f}s; study folder {summary.folder}", highlight=False
+    )
+
+
+@app.command()
+@_friendly
+def status(
+    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+) -> None:
+    """Progress and results of a study: counts by state, best accuracy, the front, the baselines."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from nasx.search import status as study_status
+
+    cfg = _study_config(study)
+    p, rows = study_status(cfg, Path(root))
+    front = _front_numbers(rows, cfg.objectives)
+    if as_json:
+        print(json.dumps({"progress": asdict(p), "front": sorted(front), "trials": rows}, indent=2))
+        return
+    out.print(_results_table(rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
+    best = "-" if p.best_acc is None else f"{100 * p.best_acc:.2f}%"
+    out.print(f"{p.trials} trials ({counts}), {p.baselines} baselines, best val {best}, front {p.front}, {p.elapsed:.0f}s")
+
+
 def main() -> None:
     app()
 

@@ -27,12 +27,25 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_train_writes_a_run_folder_and_reports_val_and_test(setup: Path) -> None:
     run = setup / "run"
-    args = ["train", str(setup / "net.yaml"), "--data", str(setup / "cifar-10-batches-py"), "--recipe", str(setup / "recipe.yaml")]
+    args = [
+        "train",
+        str(setup / "net.yaml"),
+        "--data",
+        str(setup / "cifar-10-batches-py"),
+        "--recipe",
+        str(setup / "recipe.yaml"),
+    ]
     args += ["--epochs", "2", "--val-size", "20", "--out", str(run), "--test", "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "val " in result.stdout and "test " in result.stdout and str(run) in result.stdout
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "weights.safetensors", "summary.json", "checkpoint.pt"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "metrics.jsonl",
+        "weights.safetensors",
+        "summary.json",
+        "checkpoint.pt",
+    }
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2 and "test_acc" in summary
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2

@@ -1,0 +1,191 @@
+"""Study configuration: a YAML file per study, validated with unknown keys rejected by path."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nasx.errors import NasxError
+from nasx.train.recipe import Fidelity, Recipe, load_recipe
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+class StudyError(NasxError):
+    """A study config that does not validate, or a study that cannot be opened or resumed as asked."""
+
+
+class Objective(StrEnum):
+    """What a study optimises: validation accuracy is maximised, the costs minimised."""
+
+    VAL_ACC = "val_acc"
+    MACS = "macs"
+    PARAMS = "params"
+    LATENCY = "latency"
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self == Objective.VAL_ACC else "minimize"
+
+
+class SamplerKind(StrEnum):
+    RANDOM = "random"
+    TPE = "tpe"
+    NSGA2 = "nsga2"
+    EVOLUTION = "evolution"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class DataConfig(_Frozen):
+    """Where the images come from and how the validation split is drawn (the test set is never read)."""
+
+    source: str = "mini"
+    val_size: Annotated[float, Field(gt=0)] = 0.1
+    split_seed: int = 0
+
+
+class Constraints(_Frozen):
+    """Checked from the genotype before any training; a violating candidate is recorded as infeasible."""
+
+    max_macs: PositiveInt | None = None
+    max_params: PositiveInt | None = None
+
+
+class SamplerConfig(_Frozen):
+    """``population``/``sample_size``: NSGA-II's population, regularized evolution's population and tournament size."""
+
+    kind: SamplerKind = SamplerKind.TPE
+    seed: int = 0
+    population: PositiveInt = 20
+    sample_size: PositiveInt = 5
+
+
+class Budget(_Frozen):
+    """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs."""
+
+    trials: PositiveInt | None = None
+    wall_time: Annotated[float, Field(gt=0)] | None = None
+
+    @field_validator("wall_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", v)
+            if not m:
+                raise ValueError(f"a duration is seconds or a number with s, m or h, got {v!r}")
+            return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.trials is None and self.wall_time is None:
+            raise ValueError("give trials, wall_time or both")
+        return self
+
+
+class EarlyStopping(_Frozen):
+    """Asynchronous successive halving at rungs ``grace * reduction**k`` (multi-objective aware, see nasx.search.rungs)."""
+
+    kind: Literal["none", "asha"] = "asha"
+    grace: PositiveInt = 1
+    reduction: Annotated[int, Field(strict=True, ge=2)] = 3
+
+
+class ExecutorConfig(_Frozen):
+    """``local`` runs trials in this process; ``ray`` schedules them with Ray Tune (``address`` joins a cluster)."""
+
+    kind: Literal["local", "ray"] = "local"
+    cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    max_concurrent: PositiveInt | None = None
+    address: str | None = None
+
+
+class StudyConfig(_Frozen):
+    """One study: a space searched with a sampler under a budget, every trial recorded in one Optuna study."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    space: str
+    data: DataConfig = DataConfig()
+    objectives: tuple[Objective, ...] = (Objective.VAL_ACC,)
+    constraints: Constraints = Constraints()
+    sampler: SamplerConfig = SamplerConfig()
+    budget: Budget
+    fidelity: Fidelity = Fidelity(epochs=3)
+    recipe: str | Recipe = "search"
+    early_stopping: EarlyStopping = EarlyStopping()
+    baselines: tuple[str, ...] = ()
+    executor: ExecutorConfig = ExecutorConfig()
+    storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
+    seed: int = 0
+    device: str | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: tuple[Objective, ...]) -> tuple[Objective, ...]:
+        if not v or v[0] != Objective.VAL_ACC:
+            raise ValueError(f"the first objective must be val_acc, got {[o.value for o in v]}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"objectives must be distinct, got {[o.value for o in v]}")
+        if Objective.LATENCY in v:
+            raise ValueError("latency is not measured yet; use macs or params")
+        return v
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: str | Recipe) -> str | Recipe:
+        if isinstance(v, str):
+            load_recipe(v)  # a preset name or an existing file: fail at load time, not at the first trial
+        return v
+
+    def resolved_recipe(self) -> Recipe:
+        return load_recipe(self.recipe) if isinstance(self.recipe, str) else self.recipe
+
+    @property
+    def epochs(self) -> int:
+        return self.fidelity.epochs_for(self.resolved_recipe())
+
+    def identity(self) -> dict[str, Any]:
+        """What may not change when a study is resumed: space, objectives, fidelity, recipe, data."""
+        return {
+            "space": self.space,
+            "objectives": [o.value for o in self.objectives],
+            "fidelity": self.fidelity.model_dump(mode="json"),
+            "recipe": self.resolved_recipe().model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> StudyConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise StudyError(f"{path}: cannot read the study config: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise StudyError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
+        return validated(data, str(path))
+
+
+def validated(data: dict[str, Any], where: str) -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"]) or "(top)"
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}" + (f", got {e['input']!r}" if e["type"] != "missing" and "got" not in msg else ""))
+        raise StudyError(f"{where}: " + "; ".join(problems)) from None
+    except NasxError as exc:
+        raise StudyError(f"{where}: recipe: {exc}") from None

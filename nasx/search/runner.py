@@ -1,0 +1,95 @@
+"""``run_search``: open (or resume) a study and run its executor until the budget is spent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nasx.search.config import StudyConfig, StudyError
+from nasx.search.rungs import RungDecider
+from nasx.search.study import Progress, exclusive, open_study, progress, recover_stale, study_dir, trial_rows
+from nasx.search.trial import Context, Outcome, replay_rungs
+
+
+def space_digest(space: Any) -> str:
+    blob = json.dumps(space.model_dump(mode="json") if hasattr(space, "model_dump") else repr(space), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    folder: Path
+    progress: Progress
+    retried: list[int]
+    rows: list[dict[str, Any]]
+
+
+def run_search(
+    cfg: StudyConfig,
+    *,
+    root: Path | None = None,
+    trials: int | None = None,
+    executor: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_epoch: Callable[[], None] | None = None,
+    on_start: Callable[[Context, list[int]], None] | None = None,
+    space: Any | None = None,
+) -> SearchSummary:
+    """Run ``cfg`` (resuming it if its folder has one), ``trials`` overriding the budget's trial count.
+
+    ``space``: a design-space object to use instead of loading ``cfg.space`` (anything with
+    ``sample(trial) -> Network``).
+    """
+    from nasx import data as datasets
+
+    if trials is not None:
+        cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": trials})})
+    kind = executor or cfg.executor.kind
+    if space is None:
+        from nasx.space.design import load_space
+
+        space = load_space(cfg.space)
+    folder = study_dir(cfg, root)
+    with exclusive(folder):
+        study = open_study(cfg, folder, space_digest(space))
+        retried = recover_stale(study)
+        val = cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size)
+        splits = datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
+        decider = None
+        if cfg.early_stopping.kind == "asha":
+            decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
+        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device)
+        replay_rungs(ctx)
+        if on_start is not None:
+            on_start(ctx, retried)
+        if kind == "local":
+            from nasx.search.executors.local import run_local
+
+            run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
+        else:
+            raise StudyError("executor 'ray' is not available yet in this build; use executor: local")
+        return SearchSummary(folder, progress(study), retried, trial_rows(study))
+
+
+def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:
+    """Open an existing study read-only-ish (no lock: status may run beside a search)."""
+    from nasx.search.study import storage_for
+
+    folder = study_dir(cfg, root)
+    if not cfg.storage and not (folder / "journal.log").is_file():
+        raise StudyError(f"no study {cfg.name!r} in {folder}: run `nasx search` first")
+    try:
+        return optuna.load_study(study_name=cfg.name, storage=storage_for(cfg, folder))
+    except KeyError:
+        raise StudyError(f"no study {cfg.name!r} in the storage of {folder}") from None
+
+
+def status(cfg: StudyConfig, root: Path | None = None) -> tuple[Progress, list[dict[str, Any]]]:
+    study = load_study(cfg, root)
+    return progress(study), trial_rows(study)
