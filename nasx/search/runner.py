@@ -72,8 +72,18 @@ def run_search(
             from nasx.search.executors.local import run_local
 
             run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
+        elif kind == "ray":
+            from nasx.search.executors.ray import run_ray
+
+            run_ray(
+                ctx,
+                trials=cfg.budget.trials,
+                wall_time=cfg.budget.wall_time,
+                on_outcome=on_outcome,
+                storage_path=str(folder.resolve()),
+            )
         else:
-            raise StudyError("executor 'ray' is not available yet in this build; use executor: local")
+            raise StudyError(f"executor: must be local or ray, got {kind!r}")
         return SearchSummary(folder, progress(study), retried, trial_rows(study))
 
 

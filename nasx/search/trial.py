@@ -137,10 +137,11 @@ def train_and_record(
     return _finish(ctx.study, trial, "complete", (result.val_acc, *costs), None)
 
 
-def run_candidate(ctx: Context, on_epoch: Callable[[], None] | None = None) -> Outcome:
-    """Ask the sampler for a candidate and take it to its final state."""
-    trial = ctx.study.ask()
-    trial.set_user_attr("role", "candidate")
+def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, int]:
+    """Sample the trial's genotype and settle it without training when it is infeasible or a duplicate.
+
+    Returns the finished :class:`Outcome`, or ``(network, params, macs)`` to be trained.
+    """
     try:
         net = ctx.space.sample(trial)
         params, macs = _describe(trial, net, "candidate")
@@ -161,6 +162,17 @@ def run_candidate(ctx: Context, on_epoch: Callable[[], None] | None = None) -> O
             ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
             return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
         return _finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
+    return net, params, macs
+
+
+def run_candidate(ctx: Context, on_epoch: Callable[[], None] | None = None) -> Outcome:
+    """Ask the sampler for a candidate and take it to its final state."""
+    trial = ctx.study.ask()
+    trial.set_user_attr("role", "candidate")
+    screened = screen(ctx, trial)
+    if isinstance(screened, Outcome):
+        return screened
+    net, params, macs = screened
     return train_and_record(ctx, trial, net, params, macs, early_stop=True, on_epoch=on_epoch)
 
 
