@@ -1,5 +1,6 @@
-"""Networks as data: the genotype language. Imports neither torch nor optuna."""
+"""Networks as data: the genotype language and design spaces. Imports neither torch nor optuna."""
 
+from nasx.space.design import DesignSpace, Param, load_space, space_names
 from nasx.space.genotype import (
     BLOCK_TYPES,
     AuxHead,
@@ -41,6 +42,7 @@ __all__ = [
     "Classifier",
     "ConvBlock",
     "DenseBlock",
+    "DesignSpace",
     "FireBlock",
     "ConvStep",
     "ForkStep",
@@ -54,6 +56,7 @@ __all__ = [
     "MlpConvBlock",
     "Network",
     "Norm",
+    "Param",
     "PoolBlock",
     "PoolOp",
     "PoolStep",
@@ -66,4 +69,6 @@ __all__ = [
     "StepOp",
     "Variant",
     "load_network",
+    "load_space",
+    "space_names",
 ]
