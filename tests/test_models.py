@@ -281,3 +281,14 @@ def test_convolutions_are_he_initialised_and_bn_is_identity() -> None:
         assert m.weight.std().item() == pytest.approx((2.0 / fan_out) ** 0.5, rel=0.1)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert all(torch.all(b.weight == 1) and torch.all(b.bias == 0) for b in bns)
+
+
+def test_zero_init_residual_makes_every_basic_block_start_as_the_identity_branch() -> None:
+    from nasx.models.network import zero_init_residual
+
+    model = build_network(zoo.get("resnet20_cifar")).eval()
+    assert zero_init_residual(model) == 9
+    block = model.stages[0][1]  # an identity-shortcut block: output = relu(0 + x) = relu(x)
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x))

@@ -22,7 +22,7 @@ def _readme_commands() -> list[str]:
 def test_readme_starts_with_exactly_two_commands_main_job_then_tests() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("nasx zoo")
+    assert commands[0].endswith("nasx search studies/quickstart.yaml")
     assert "pytest" in commands[1]
 
 

@@ -167,6 +167,21 @@ def init_weights(model: nn.Module) -> nn.Module:
     return model
 
 
+def zero_init_residual(model: nn.Module) -> int:
+    """Zero the last BN scale of every residual branch, so each block starts as the identity.
+
+    Goyal et al. 2017; torchvision's ``zero_init_residual``. Returns how many branches it zeroed.
+    """
+    from nasx.models.blocks import Residual
+
+    count = 0
+    for m in model.modules():
+        if isinstance(m, Residual) and isinstance(m.body[-1], nn.BatchNorm2d):
+            nn.init.zeros_(m.body[-1].weight)
+            count += 1
+    return count
+
+
 def build_network(genotype: Network) -> Net:
     """Build the torch module of ``genotype`` on the current default device, He-initialised."""
     return init_weights(Net(genotype))

@@ -40,11 +40,13 @@ def run_search(
     on_epoch: Callable[[], None] | None = None,
     on_start: Callable[[Context, list[int]], None] | None = None,
     space: Any | None = None,
+    dry_run_s: float | None = None,
 ) -> SearchSummary:
     """Run ``cfg`` (resuming it if its folder has one), ``trials`` overriding the budget's trial count.
 
     ``space``: a design-space object to use instead of loading ``cfg.space`` (anything with
-    ``sample(trial) -> Network``).
+    ``sample(trial) -> Network``). ``dry_run_s``: trials sleep that long instead of training (the
+    executor benchmark); data is not loaded.
     """
     from nasx import data as datasets
 
@@ -60,11 +62,11 @@ def run_search(
         study = open_study(cfg, folder, space_digest(space))
         retried = recover_stale(study)
         val = cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size)
-        splits = datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
+        splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
         decider = None
         if cfg.early_stopping.kind == "asha":
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
-        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device)
+        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device, dry_run_s)  # type: ignore[arg-type]
         replay_rungs(ctx)
         if on_start is not None:
             on_start(ctx, retried)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random as pyrandom
+import warnings
 from typing import Any
 
 import optuna
@@ -78,7 +79,9 @@ def make_sampler(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
     if cfg.kind == SamplerKind.RANDOM:
         return RandomSampler(seed=cfg.seed)
     if cfg.kind == SamplerKind.TPE:
-        return TPESampler(seed=cfg.seed, n_startup_trials=min(10, cfg.population), multivariate=True, group=True)
+        with warnings.catch_warnings():  # multivariate/group are marked experimental; they handle conditional spaces
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return TPESampler(seed=cfg.seed, n_startup_trials=min(10, cfg.population), multivariate=True, group=True)
     if cfg.kind == SamplerKind.NSGA2:
         return NSGAIISampler(seed=cfg.seed, population_size=max(2, cfg.population))
     return RegularizedEvolutionSampler(population=cfg.population, sample_size=cfg.sample_size, seed=cfg.seed)

@@ -36,6 +36,27 @@ class Context:
     recipe: Recipe
     decider: RungDecider | None
     device: str | None
+    dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
+
+
+def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any], bool | None]) -> Any:
+    """Stand-in for training (executor benchmarks): sleeps ``seconds`` over ``epochs`` and reports a made-up
+    accuracy that depends only on the genotype, so the executors' own overhead can be measured."""
+    from nasx.train.loop import EpochMetrics, TrainResult
+
+    base = int(net.digest[:6], 16) / 0xFFFFFF
+    metrics = []
+    state = "complete"
+    for e in range(1, epochs + 1):
+        time.sleep(seconds / epochs)
+        m = EpochMetrics(e, 1.0, 0.0, 1.0, base * e / epochs, 0.0, seconds / epochs, 0.0)
+        metrics.append(m)
+        if callback(m):
+            state = "stopped"
+            break
+    return TrainResult(
+        model=None, metrics=metrics, state=state, seconds=seconds, device="dry-run", precision="", channels_last=False
+    )  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -124,7 +145,10 @@ def train_and_record(
 
     t0 = time.perf_counter()
     try:
-        result = train(net, ctx.splits, ctx.recipe, ctx.cfg.fidelity, seed=ctx.cfg.seed, device=ctx.device, callback=callback)
+        if ctx.dry_run_s is not None:
+            result = dry_train(net, ctx.cfg.epochs, ctx.dry_run_s, callback)
+        else:
+            result = train(net, ctx.splits, ctx.recipe, ctx.cfg.fidelity, seed=ctx.cfg.seed, device=ctx.device, callback=callback)
         device_used[0] = result.device
     except TrainingFailed as exc:
         trial.set_user_attr("wall_s", time.perf_counter() - t0)

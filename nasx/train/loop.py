@@ -24,7 +24,7 @@ from torch import nn
 from nasx.data.loader import Augment, DeviceLoader
 from nasx.data.types import ImageSet, Splits
 from nasx.errors import NasxError
-from nasx.models.network import build_network
+from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
 
@@ -256,6 +256,8 @@ def train(
     epochs = fidelity.epochs_for(recipe)
     torch.manual_seed(seed)
     model = build_network(genotype).to(device)
+    if recipe.zero_init_residual:
+        zero_init_residual(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     aug = recipe.augment

@@ -56,7 +56,8 @@ class Recipe(_Frozen):
     ``lr`` is the peak learning rate at ``batch_size``. ``epochs`` is the length the recipe was
     tuned for, used when the fidelity does not say. ``precision``/``channels_last`` ``auto``:
     bf16 autocast (BN stays fp32) and channels-last memory format where the device runs them
-    faster (CUDA; CPUs with native bf16), fp32 elsewhere.
+    faster (CUDA; CPUs with native bf16), fp32 elsewhere. ``zero_init_residual``: every residual
+    branch's last BN starts at zero (each block starts as the identity; helps short runs).
     """
 
     name: str = "custom"
@@ -73,6 +74,7 @@ class Recipe(_Frozen):
     grad_clip: Annotated[float, Field(gt=0.0)] | None = None
     augment: Augmentation = Augmentation()
     tta_flip: bool = False
+    zero_init_residual: bool = False
     eval_batch_size: PositiveInt = 1000
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
@@ -121,7 +123,7 @@ def _validated(model: type[Any], data: dict[str, Any], where: str) -> Any:
 PRESETS: dict[str, Recipe] = {
     # A short proxy for ranking candidates in a search: large batch, one-cycle, light smoothing.
     "search": Recipe(
-        name="search", epochs=10, batch_size=256, lr=0.2, schedule=Schedule.ONECYCLE, warmup_epochs=2, label_smoothing=0.1
+        name="search", epochs=10, batch_size=128, lr=0.1, schedule=Schedule.ONECYCLE, warmup_epochs=1, label_smoothing=0.1
     ),
     # The classic CIFAR recipe (He et al. 2016 style): SGD + Nesterov, cosine, wd 5e-4, crop + flip.
     "standard": Recipe(name="standard", epochs=200, batch_size=128, lr=0.1, schedule=Schedule.COSINE, warmup_epochs=1),

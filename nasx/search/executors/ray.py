@@ -33,7 +33,7 @@ def _trainable(config: dict[str, Any]) -> None:
     from nasx.train.recipe import Fidelity, Recipe
 
     key = (config["source"], config["val_size"], config["split_seed"])
-    if key not in _DATA:
+    if key not in _DATA and config.get("dry_run_s") is None:
         _DATA[key] = datasets.load_splits(
             config["source"], val_size=config["val_size"], seed=config["split_seed"], progress=False
         )
@@ -45,7 +45,12 @@ def _trainable(config: dict[str, Any]) -> None:
         tune.report({"epoch": m.epoch, "val_acc": m.val_acc, "wall_s": time.perf_counter() - t0})
 
     try:
-        result = train(net, _DATA[key], recipe, fidelity, seed=config["seed"], device=config["device"], callback=report)
+        if config.get("dry_run_s") is not None:
+            from nasx.search.trial import dry_train
+
+            result = dry_train(net, fidelity.epochs_for(recipe), config["dry_run_s"], report)
+        else:
+            result = train(net, _DATA[key], recipe, fidelity, seed=config["seed"], device=config["device"], callback=report)
         tune.report(
             {
                 "epoch": result.epochs,
@@ -112,6 +117,7 @@ class StudySearcher(Searcher):
                 "fidelity": cfg.fidelity.model_dump(mode="json"),
                 "seed": cfg.seed,
                 "device": ctx.device,
+                "dry_run_s": ctx.dry_run_s,
             }
 
     def save(self, checkpoint_path: str) -> None:
