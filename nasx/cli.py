@@ -63,6 +63,22 @@ def _gmacs(macs: int) -> str:
     return f"{g:.4f}" if g >= 1 else f"{g:.4g}"
 
 
+def _progress_view(first: str) -> Any:
+    """A transient progress bar on stderr: ``first`` column, bar, m/n, live stats, elapsed, remaining."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(first),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
 @app.command()
 @_friendly
 def zoo(
@@ -210,8 +226,6 @@ def train(
     """
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from nasx import data as datasets
     from nasx import zoo as registry
     from nasx.train import EpochMetrics, Fidelity, load_recipe, train_run
@@ -230,16 +244,7 @@ def train(
         f"recipe {escape(rec.name)}, {n_epochs} epochs -> {escape(str(run_dir))}",
         highlight=False,
     )
-    progress = Progress(
-        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
+    progress = _progress_view("epoch {task.fields[epoch]}/{task.fields[epochs]}")
     from nasx.data.loader import stratified_fraction
 
     used = len(splits.train) if fraction >= 1 else len(stratified_fraction(splits.train.labels, fraction, seed))
@@ -338,8 +343,6 @@ def search(
     """Run a search; run it again after Ctrl-C or a crash to continue the same study."""
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from nasx.search import run_search
     from nasx.search.study import progress as study_progress
 
@@ -347,16 +350,7 @@ def search(
     if executor not in (None, "local", "ray"):
         raise typer.BadParameter(f"--executor must be local or ray, got {executor!r}")
     budget = trials or cfg.budget.trials
-    view = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
+    view = _progress_view("{task.description}")
     task = view.add_task("trials", total=budget, stats="")
     state: dict[str, Any] = {}
 

@@ -55,3 +55,14 @@ class InfeasibleSample(GenotypeError):
     def __init__(self, problems: list[tuple[str, str]], params: dict[str, object], space: str = "") -> None:
         self.params = dict(params)
         super().__init__(problems, f"infeasible sample of design space {space!r}" if space else "infeasible sample")
+
+
+def validation_problems(exc: object) -> str:
+    """A pydantic ``ValidationError`` as ``path: rule, got value`` parts joined by ``; ``."""
+    parts = []
+    for e in exc.errors():  # type: ignore[attr-defined]
+        loc = ".".join(str(p) for p in e["loc"]) or "(top)"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = f", got {e['input']!r}" if e["type"] != "missing" and "got" not in msg else ""
+        parts.append(f"{loc}: {msg}{got}")
+    return "; ".join(parts)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from nasx.errors import NasxError
-from nasx.train.recipe import Fidelity, Recipe, load_recipe
+from nasx.errors import NasxError, validation_problems
+from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
@@ -40,11 +40,7 @@ class SamplerKind(StrEnum):
     EVOLUTION = "evolution"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class DataConfig(_Frozen):
+class DataConfig(Frozen):
     """Where the images come from and how the validation split is drawn (the test set is never read)."""
 
     source: str = "mini"
@@ -52,14 +48,14 @@ class DataConfig(_Frozen):
     split_seed: int = 0
 
 
-class Constraints(_Frozen):
+class Constraints(Frozen):
     """Checked from the genotype before any training; a violating candidate is recorded as infeasible."""
 
     max_macs: PositiveInt | None = None
     max_params: PositiveInt | None = None
 
 
-class SamplerConfig(_Frozen):
+class SamplerConfig(Frozen):
     """``population``/``sample_size``: NSGA-II's population, regularized evolution's population and tournament size."""
 
     kind: SamplerKind = SamplerKind.TPE
@@ -68,7 +64,7 @@ class SamplerConfig(_Frozen):
     sample_size: PositiveInt = 5
 
 
-class Budget(_Frozen):
+class Budget(Frozen):
     """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs."""
 
     trials: PositiveInt | None = None
@@ -91,7 +87,7 @@ class Budget(_Frozen):
         return self
 
 
-class EarlyStopping(_Frozen):
+class EarlyStopping(Frozen):
     """Asynchronous successive halving at rungs ``grace * reduction**k`` (multi-objective aware, see nasx.search.rungs)."""
 
     kind: Literal["none", "asha"] = "asha"
@@ -99,7 +95,7 @@ class EarlyStopping(_Frozen):
     reduction: Annotated[int, Field(strict=True, ge=2)] = 3
 
 
-class ExecutorConfig(_Frozen):
+class ExecutorConfig(Frozen):
     """``local`` runs trials in this process; ``ray`` schedules them with Ray Tune (``address`` joins a cluster)."""
 
     kind: Literal["local", "ray"] = "local"
@@ -109,7 +105,7 @@ class ExecutorConfig(_Frozen):
     address: str | None = None
 
 
-class StudyConfig(_Frozen):
+class StudyConfig(Frozen):
     """One study: a space searched with a sampler under a budget, every trial recorded in one Optuna study."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -181,11 +177,6 @@ def validated(data: dict[str, Any], where: str) -> StudyConfig:
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "(top)"
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}" + (f", got {e['input']!r}" if e["type"] != "missing" and "got" not in msg else ""))
-        raise StudyError(f"{where}: " + "; ".join(problems)) from None
+        raise StudyError(f"{where}: {validation_problems(exc)}") from None
     except NasxError as exc:
         raise StudyError(f"{where}: recipe: {exc}") from None

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nasx.errors import NasxError
+from nasx.errors import NasxError, validation_problems
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -38,11 +38,13 @@ class Schedule(StrEnum):
     CONSTANT = "constant"
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """Base of nasx's config models: immutable, unknown keys rejected, no inf/nan."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class Augmentation(_Frozen):
+class Augmentation(Frozen):
     """Batched on the training device: random crop after ``crop_padding`` zero padding, flip, cutout square."""
 
     crop_padding: Annotated[int, Field(strict=True, ge=0)] = 4
@@ -50,7 +52,7 @@ class Augmentation(_Frozen):
     cutout: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
-class Recipe(_Frozen):
+class Recipe(Frozen):
     """Everything about *how* to train, nothing about how long (see :class:`Fidelity`).
 
     ``lr`` is the peak learning rate at ``batch_size``. ``epochs`` is the length the recipe was
@@ -95,7 +97,7 @@ class Recipe(_Frozen):
         return _validated(cls, data, str(path))
 
 
-class Fidelity(_Frozen):
+class Fidelity(Frozen):
     """How much training: ``epochs`` (None: the recipe's), a seeded ``fraction`` of the training split, ``resolution``.
 
     ``resolution`` None trains at the genotype's input resolution; a smaller one trains on
@@ -114,10 +116,7 @@ def _validated(model: type[Any], data: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}, got {e.get('input')!r}" for e in exc.errors()
-        )
-        raise RecipeError(f"{where}: {problems}") from None
+        raise RecipeError(f"{where}: {validation_problems(exc)}") from None
 
 
 PRESETS: dict[str, Recipe] = {
