@@ -176,3 +176,25 @@ def test_kill_9_loses_no_finished_trial_and_retries_the_running_one(tmp_path: Pa
     assert stale["state"] == "failed" and "stopped" in stale["reason"]
     assert summary.progress.trials >= 3
     assert any(r["state"] in ("complete", "duplicate") and r["number"] > summary.retried[0] for r in summary.rows)
+
+
+def test_a_trial_that_crashes_is_recorded_as_failed_and_the_search_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nasx.search.trial as trial_mod
+
+    real = trial_mod.train
+    calls = []
+
+    def flaky(net, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+        return real(net, *a, **k)
+
+    monkeypatch.setattr(trial_mod, "train", flaky)
+    cfg = tiny_config(tmp_path, budget={"trials": 2}, fidelity={"epochs": 1}, early_stopping={"kind": "none"})
+    summary = run_search(cfg, root=tmp_path / "runs", space=TinySpace())
+    first = summary.rows[0]
+    assert first["state"] == "failed" and first["reason"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert summary.rows[1]["state"] in ("complete", "duplicate")

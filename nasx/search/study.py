@@ -156,11 +156,12 @@ def add_elapsed(study: optuna.Study, seconds: float) -> None:
 
 
 def find_duplicate(study: optuna.Study, digest: str, exclude: int) -> FrozenTrial | None:
-    """A finished trial of the same genotype (same fidelity: the study's identity fixes it)."""
+    """A finished trial of the same genotype whose result would repeat (same fidelity: the study's identity fixes it)."""
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         same = t.number != exclude and t.state.is_finished() and a.get("digest") == digest
-        if same and a.get("state") in ("complete", "stopped", "failed") and not a.get("stale"):
+        repeatable = a.get("state") in ("complete", "stopped") or str(a.get("reason", "")).startswith("non_finite_loss")
+        if same and repeatable:  # a crash or out-of-memory may not happen again: those are retried
             return t
     return None
 

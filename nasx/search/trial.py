@@ -153,6 +153,9 @@ def train_and_record(
     except TrainingFailed as exc:
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
         return _finish(ctx.study, trial, "failed", None, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
+    except Exception as exc:  # the search's boundary: one trial's crash is recorded, the search goes on
+        trial.set_user_attr("wall_s", time.perf_counter() - t0)
+        return _finish(ctx.study, trial, "failed", None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     trial.set_user_attr("wall_s", time.perf_counter() - t0)
     trial.set_user_attr("device", device_used[0])
     if result.state == "stopped":
@@ -171,6 +174,8 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, i
         params, macs = _describe(trial, net, "candidate")
     except NasxError as exc:
         return _finish(ctx.study, trial, "infeasible", None, f"not a valid network: {exc}")
+    except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
+        return _finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
     limits = ctx.cfg.constraints
     if limits.max_macs is not None and macs > limits.max_macs:
         return _finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
