@@ -124,8 +124,21 @@ PRESETS: dict[str, Recipe] = {
     "search": Recipe(
         name="search", epochs=10, batch_size=128, lr=0.1, schedule=Schedule.ONECYCLE, warmup_epochs=1, label_smoothing=0.1
     ),
-    # The classic CIFAR recipe (He et al. 2016 style): SGD + Nesterov, cosine, wd 5e-4, crop + flip.
-    "standard": Recipe(name="standard", epochs=200, batch_size=128, lr=0.1, schedule=Schedule.COSINE, warmup_epochs=1),
+    # SGD + Nesterov, wd 5e-4, one-cycle (3 warm-up epochs, linear decay to 0), label smoothing 0.1,
+    # crop (2-pixel padding) + flip, flip TTA. Chosen for 10-30 epoch budgets: on ResNet-20, 10 epochs,
+    # the shared JPEG CIFAR-10, it reached 85.3% test where the classic recipe (lr 0.1, cosine,
+    # 4-pixel crops, no smoothing or TTA) reached 82.7% (README, performance).
+    "standard": Recipe(
+        name="standard",
+        epochs=30,
+        batch_size=128,
+        lr=0.2,
+        schedule=Schedule.ONECYCLE,
+        warmup_epochs=3,
+        label_smoothing=0.1,
+        augment=Augmentation(crop_padding=2),
+        tta_flip=True,
+    ),
     # In the spirit of the fastest published CIFAR-10 recipes: large batch, label smoothing, short
     # one-cycle, flip test-time augmentation.
     "fast": Recipe(
