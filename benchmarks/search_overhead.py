@@ -42,12 +42,18 @@ def main() -> None:
     ap.add_argument("--sleep", type=float, default=0.2, help="seconds each trivial trial takes")
     ap.add_argument("--space", default="macro-cifar")
     args = ap.parse_args()
+    import ray
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         local = one("local", folder, args.trials, args.sleep, args.space, 1)
+        t0 = time.perf_counter()
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        startup = time.perf_counter() - t0
         ray1 = one("ray", folder, args.trials, args.sleep, args.space, 1)
         ray2 = one("ray", folder, args.trials, args.sleep, args.space, 2)
-    print(f"{args.trials} trials of {args.sleep}s each, space {args.space} (Ray start-up included in its figures)")
+        ray.shutdown()
+    print(f"{args.trials} trials of {args.sleep}s each, space {args.space}; ray.init took {startup:.1f}s (not in the figures)")
     print(f"{'executor':<22} {'s/trial':>8} {'overhead s/trial':>17}")
     for name, per in [("local", local), ("ray, 1 at a time", ray1), ("ray, 2 concurrent", ray2)]:
         print(f"{name:<22} {per:>8.3f} {per - args.sleep:>17.3f}")

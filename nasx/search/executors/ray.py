@@ -9,6 +9,7 @@ decoded data in memory. ``address`` joins an existing cluster; without it a loca
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -180,6 +181,7 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
     # nasx shows its own progress and keeps its own record: Tune's console tables and per-trial loggers are noise here
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # no per-trial result files to analyse: quiet about it
     started = False
     if not ray.is_initialized():
         ray.init(address=ex.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
