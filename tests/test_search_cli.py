@@ -31,7 +31,7 @@ def test_search_then_status_on_the_macro_space(tmp_path: Path) -> None:
         "space": "macro-cifar",
         "data": {"source": str(tiny_data(tmp_path)), "val_size": 40},
         "objectives": ["val_acc", "macs"],
-        "constraints": {"max_macs": 20_000_000},
+        "constraints": {"max_macs": 60_000_000},
         "sampler": {"kind": "random", "seed": 3},
         "budget": {"trials": 3},
         "fidelity": {"epochs": 1},
@@ -47,7 +47,9 @@ def test_search_then_status_on_the_macro_space(tmp_path: Path) -> None:
     status = runner.invoke(app, ["status", str(f), "--dir", str(tmp_path / "runs"), "--json"])
     doc = json.loads(status.stdout)
     assert doc["progress"]["trials"] == 3 and doc["progress"]["baselines"] == 1
-    assert sum(t["role"] == "candidate" for t in doc["trials"]) == 3
+    evaluated = [t for t in doc["trials"] if t["role"] == "candidate" and t["state"] != "infeasible"]
+    assert len(evaluated) == 3, "infeasible draws do not count against the budget"
+    assert all(t["macs"] > 60_000_000 for t in doc["trials"] if t["state"] == "infeasible")
     assert set(doc["front"]) <= {t["number"] for t in doc["trials"] if t["state"] == "complete"}
     again = runner.invoke(app, ["search", str(f), "--dir", str(tmp_path / "runs")])
     assert again.exit_code == 0 and "3 trials" in again.stdout, "a finished study is not run again"

@@ -115,7 +115,7 @@ def recover_stale(study: optuna.Study) -> list[int]:
 class Progress:
     """Counts over the study's finished trials, for the budget and the live view."""
 
-    trials: int  # finished candidate trials (all states), counted against the budget
+    trials: int  # finished candidates that were evaluated (any state but infeasible): the trial budget
     by_state: dict[str, int]
     baselines: int
     best_acc: float | None
@@ -142,13 +142,18 @@ def progress(study: optuna.Study) -> Progress:
     except RuntimeError:
         front = 0
     return Progress(
-        trials=len(cand),
+        trials=sum(1 for t in cand if t.user_attrs.get("state") != "infeasible"),
         by_state=by_state,
         baselines=sum(1 for t in finished if t.user_attrs.get("role") == "baseline"),
         best_acc=max(accs) if accs else None,
         front=front,
         elapsed=float(study.user_attrs.get("elapsed_s", 0.0)),
     )
+
+
+def infeasible_cap(trials: int | None) -> int:
+    """How many infeasible draws a search tolerates before it stops (a space that rarely meets its constraints)."""
+    return max(200, 20 * (trials or 0))
 
 
 def add_elapsed(study: optuna.Study, seconds: float) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nasx.search.study import add_elapsed, progress
+from nasx.search.config import StudyError
+from nasx.search.study import add_elapsed, infeasible_cap, progress
 from nasx.search.trial import Context, Outcome, pending_baselines, run_baseline, run_candidate
 
 
@@ -30,6 +31,11 @@ def run_local(
             return
         if wall_time is not None and p.elapsed >= wall_time:
             return
+        if p.by_state.get("infeasible", 0) >= infeasible_cap(trials):
+            raise StudyError(
+                f"{p.by_state['infeasible']} candidates broke the constraints and only {p.trials} met them: "
+                "loosen constraints or narrow the space"
+            )
         t0 = time.perf_counter()
         outcome = run_candidate(ctx, on_epoch)
         add_elapsed(ctx.study, time.perf_counter() - t0)

@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 
 from nasx.errors import NasxError
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import add_elapsed, progress
+from nasx.search.study import add_elapsed, infeasible_cap, progress
 from nasx.search.trial import Context, Outcome, _describe, _finish, costs_of, pending_baselines, screen
 
 _DATA: dict[tuple[Any, ...], Any] = {}  # per worker process: decoded splits, reused across trials
@@ -101,6 +101,8 @@ class StudySearcher(Searcher):
                 if isinstance(screened, Outcome):  # infeasible or duplicate: recorded, never scheduled
                     if self.on_outcome is not None:
                         self.on_outcome(screened)
+                    if progress(ctx.study).by_state.get("infeasible", 0) >= infeasible_cap(self.budget):
+                        return Searcher.FINISHED
                     continue
                 net, params, macs = screened
                 early = True
