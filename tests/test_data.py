@@ -543,7 +543,7 @@ def test_shared_cifar10_archive_decodes_once_and_contains_the_mini_set(mini: Dat
     assert np.bincount(data.train.labels).tolist() == [5000] * 10
     assert np.bincount(data.test.labels).tolist() == [1000] * 10
     seconds = []
-    for _ in range(2):
+    for _ in range(3):  # the best of three: the other xdist worker may be busy
         start = time.perf_counter()
         again = load(SHARED_ARCHIVE, progress=False)
         seconds.append(time.perf_counter() - start)
