@@ -157,14 +157,18 @@ def test_kill_9_loses_no_finished_trial_and_retries_the_running_one(tmp_path: Pa
     script = KILL_SCRIPT.format(tests=str(ROOT / "tests"), marker=str(marker), folder=str(tmp_path))
     env = {**os.environ, "NASX_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.2)
     assert marker.exists(), "the first trial finished"
-    time.sleep(2.0)  # the second trial is now running (it sleeps after training)
+    cfg = tiny_config(tmp_path, budget={"trials": 3}, early_stopping={"kind": "none"}, fidelity={"epochs": 1})
+    while time.time() < deadline:  # wait until one trial is recorded as finished and the next one as running
+        _, rows = status(cfg, tmp_path / "runs")
+        if any(r["state"] == "running" for r in rows) and any(r["state"] in ("complete", "duplicate") for r in rows):
+            break
+        time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    cfg = tiny_config(tmp_path, budget={"trials": 3}, early_stopping={"kind": "none"}, fidelity={"epochs": 1})
     p, rows = status(cfg, tmp_path / "runs")
     finished_before = [r["number"] for r in rows if r["state"] in ("complete", "duplicate")]
     assert finished_before and any(r["state"] == "running" for r in rows)
