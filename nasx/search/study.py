@@ -10,9 +10,7 @@ lives elsewhere.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +26,6 @@ from nasx.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-#: The trial's final state in nasx's terms (Optuna's state is COMPLETE, PRUNED or FAIL).
-STATES = ("complete", "stopped", "infeasible", "failed", "duplicate")
 
 
 def study_dir(cfg: StudyConfig, root: Path | None = None) -> Path:
@@ -197,11 +192,3 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

@@ -86,7 +86,8 @@ def replay_rungs(ctx: Context) -> None:
                 ctx.decider.record(m, RungEntry(str(t.number), curve[m - 1], costs))
 
 
-def _describe(trial: optuna.Trial, net: Network, role: str, name: str | None = None) -> tuple[int, int]:
+def record_genotype(trial: optuna.Trial, net: Network, role: str, name: str | None = None) -> tuple[int, int]:
+    """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``."""
     from nasx.models.complexity import complexity
 
     cost = complexity(net)
@@ -105,9 +106,8 @@ def _describe(trial: optuna.Trial, net: Network, role: str, name: str | None = N
     return cost.params, cost.macs
 
 
-def _finish(
-    study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[float, ...] | None, reason: str | None
-) -> Outcome:
+def finish(study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[float, ...] | None, reason: str | None) -> Outcome:
+    """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL)."""
     trial.set_user_attr("state", state)
     if reason:
         trial.set_user_attr("reason", reason)
@@ -152,16 +152,16 @@ def train_and_record(
         device_used[0] = result.device
     except TrainingFailed as exc:
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
-        return _finish(ctx.study, trial, "failed", None, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
+        return finish(ctx.study, trial, "failed", None, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
     except Exception as exc:  # the search's boundary: one trial's crash is recorded, the search goes on
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
-        return _finish(ctx.study, trial, "failed", None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return finish(ctx.study, trial, "failed", None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     trial.set_user_attr("wall_s", time.perf_counter() - t0)
     trial.set_user_attr("device", device_used[0])
     if result.state == "stopped":
         trial.set_user_attr("stopped_at", result.epochs)
-        return _finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}")
-    return _finish(ctx.study, trial, "complete", (result.val_acc, *costs), None)
+        return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}")
+    return finish(ctx.study, trial, "complete", (result.val_acc, *costs), None)
 
 
 def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, int]:
@@ -171,16 +171,16 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, i
     """
     try:
         net = ctx.space.sample(trial)
-        params, macs = _describe(trial, net, "candidate")
+        params, macs = record_genotype(trial, net, "candidate")
     except NasxError as exc:
-        return _finish(ctx.study, trial, "infeasible", None, f"not a valid network: {exc}")
+        return finish(ctx.study, trial, "infeasible", None, f"not a valid network: {exc}")
     except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
-        return _finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
+        return finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
     limits = ctx.cfg.constraints
     if limits.max_macs is not None and macs > limits.max_macs:
-        return _finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
+        return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
     if limits.max_params is not None and params > limits.max_params:
-        return _finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
+        return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
     twin = find_duplicate(ctx.study, net.digest, trial.number)
     if twin is not None:
         trial.set_user_attr("duplicate_of", twin.number)
@@ -190,7 +190,7 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, i
             trial.set_user_attr("state", "duplicate")
             ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
             return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
-        return _finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
+        return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
     return net, params, macs
 
 
@@ -218,5 +218,5 @@ def run_baseline(ctx: Context, name: str, on_epoch: Callable[[], None] | None = 
     """Train a zoo network with the study's recipe and fidelity, recorded as a baseline (never stopped early)."""
     trial = ctx.study.ask()
     net = zoo.get(name)
-    params, macs = _describe(trial, net, "baseline", name)
+    params, macs = record_genotype(trial, net, "baseline", name)
     return train_and_record(ctx, trial, net, params, macs, early_stop=False, on_epoch=on_epoch)

@@ -251,6 +251,16 @@ class MlpConvBlock(_Block):
         return _window(shape, self.out or 0, self.kernel, self.stride, self.pad)
 
 
+def _odd(v: int) -> int:
+    """A kernel side must be odd, so that 'same' padding exists."""
+    if v % 2 == 0:
+        raise ValueError(f"must be odd, got {v}")
+    return v
+
+
+OddKernel = Annotated[PositiveInt, AfterValidator(_odd)]
+
+
 class ResidualBlock(_Block):
     """Residual block: basic (two kxk convs) or bottleneck (1x1, grouped kxk, 1x1).
 
@@ -268,7 +278,7 @@ class ResidualBlock(_Block):
     variant: Variant = Variant.BASIC
     out: PositiveInt | None = None
     stride: PositiveInt = 1
-    kernel: PositiveInt = 3
+    kernel: OddKernel = 3
     expansion: PositiveInt | None = None
     width: float = Field(default=1.0, gt=0)
     groups: PositiveInt = 1
@@ -288,13 +298,6 @@ class ResidualBlock(_Block):
             if values["expansion"] == default:
                 values["expansion"] = None
         return values
-
-    @field_validator("kernel")
-    @classmethod
-    def _odd_kernel(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"must be odd, got {v}")
-        return v
 
     @model_validator(mode="after")
     def _rules(self) -> ResidualBlock:
@@ -328,15 +331,6 @@ class ResidualBlock(_Block):
 
 
 # ---- dense family: dense, transition (DenseNet), separable (Xception), fire (SqueezeNet), mbconv (MobileNetV2) ----
-
-
-def _odd(v: int) -> int:
-    if v % 2 == 0:
-        raise ValueError(f"must be odd, got {v}")
-    return v
-
-
-OddKernel = Annotated[PositiveInt, AfterValidator(_odd)]
 
 
 def _derived_out(block: Any, rule: str) -> None:
@@ -981,16 +975,9 @@ class FractalBlock(_Block):
     out: PositiveInt | None = None
     stride: PositiveInt = 1
     columns: PositiveInt = 3
-    kernel: PositiveInt = 3
+    kernel: OddKernel = 3
     local_drop: Probability = 0.0
     global_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-
-    @field_validator("kernel")
-    @classmethod
-    def _odd_kernel(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"must be odd, got {v}")
-        return v
 
     @property
     def depth(self) -> int:

@@ -22,7 +22,7 @@ from ray.tune.search import Searcher
 from nasx.errors import NasxError
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import add_elapsed, infeasible_cap, progress
-from nasx.search.trial import Context, Outcome, _describe, _finish, costs_of, pending_baselines, screen
+from nasx.search.trial import Context, Outcome, costs_of, finish, pending_baselines, record_genotype, screen
 
 _DATA: dict[tuple[Any, ...], Any] = {}  # per worker process: decoded splits, reused across trials
 
@@ -90,7 +90,7 @@ class StudySearcher(Searcher):
                 name = self.baselines.pop(0)
                 trial = ctx.study.ask()
                 net = zoo.get(name)
-                params, macs = _describe(trial, net, "baseline", name)
+                params, macs = record_genotype(trial, net, "baseline", name)
                 early = False
             else:
                 if self.budget is not None and self._issued() >= self.budget:
@@ -149,14 +149,14 @@ class StudySearcher(Searcher):
             trial.set_user_attr("device", result["device"])
         epochs = self.ctx.cfg.epochs
         if error:
-            outcome = _finish(self.ctx.study, trial, "failed", None, "the Ray worker raised an error (see the Ray logs)")
+            outcome = finish(self.ctx.study, trial, "failed", None, "the Ray worker raised an error (see the Ray logs)")
         elif result.get("failed"):
-            outcome = _finish(self.ctx.study, trial, "failed", None, str(result["failed"]))
+            outcome = finish(self.ctx.study, trial, "failed", None, str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
-            outcome = _finish(self.ctx.study, trial, "complete", (float(result["val_acc"]), *costs), None)
+            outcome = finish(self.ctx.study, trial, "complete", (float(result["val_acc"]), *costs), None)
         else:
             trial.set_user_attr("stopped_at", len(curve))
-            outcome = _finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
+            outcome = finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
