@@ -1,0 +1,1 @@
+"""Study reports: plotly figures and diagrams in one self-contained HTML file."""
