@@ -339,6 +339,7 @@ def search(
     trials: Annotated[int | None, typer.Option(min=1, help="Trial budget (overrides the config's budget.trials).")] = None,
     executor: Annotated[str | None, typer.Option(help="local or ray (overrides the config).")] = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    report: Annotated[bool, typer.Option(help="Write the study's report (reports/NAME.html) when the search ends.")] = True,
 ) -> None:
     """Run a search; run it again after Ctrl-C or a crash to continue the same study."""
     from pathlib import Path
@@ -389,6 +390,10 @@ def search(
     out.print(
         f"{p.trials} trials ({counts}), {p.baselines} baselines, {p.elapsed:.0f}s; study folder {summary.folder}", highlight=False
     )
+    if report:
+        from nasx.report import collect
+
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
 
 
 @app.command()
@@ -414,6 +419,66 @@ def status(
     counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
     best = "-" if p.best_acc is None else f"{100 * p.best_acc:.2f}%"
     out.print(f"{p.trials} trials ({counts}), {p.baselines} baselines, best val {best}, front {p.front}, {p.elapsed:.0f}s")
+
+
+def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
+    import re
+    from pathlib import Path
+
+    from nasx.report.page import write_report
+
+    path = Path(out_file) if out_file else Path("reports") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", title) + ".html")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter(f"--out must end in .html, got {str(path)!r}")
+    with err.status("writing the report (figures, fANOVA, diagrams)"):
+        files = write_report(sources, path, title)
+    out.print(
+        f"report: {files.html}  ({files.figures} figures; trial table: {files.csv.name}, {files.parquet.name})", highlight=False
+    )
+
+
+@app.command()
+@_friendly
+def report(
+    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    out_file: Annotated[
+        str | None, typer.Option("--out", help="The HTML file (default reports/NAME.html); .csv and .parquet go beside it.")
+    ] = None,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+) -> None:
+    """Write a study's report: one self-contained HTML page plus the trial table as CSV and parquet.
+
+    The page holds the Pareto fronts (accuracy vs MACs and params, with the baselines), the
+    search progress (hypervolume, best so far), error EDFs and fANOVA importances, the front's
+    models with diagrams, and what was run. It opens from disk with no network.
+    """
+    from pathlib import Path
+
+    from nasx.report import collect
+
+    cfg = _study_config(study)
+    _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name)
+
+
+@app.command()
+@_friendly
+def compare(
+    items: Annotated[list[str], typer.Argument(help="Study configs (or names in studies/) and `nasx train` run folders.")],
+    out_file: Annotated[str | None, typer.Option("--out", help="The HTML file (default reports/compare-A-B....html).")] = None,
+    title: Annotated[str | None, typer.Option(help="The report's title (default: the names joined).")] = None,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+) -> None:
+    """Put several studies and training runs on one front: e.g. two samplers on one space, or a
+    found model against ResNet retrained in full. Each study keeps its own front line and progress."""
+    from pathlib import Path
+
+    from nasx.report import collect
+
+    sources = [collect.resolve(item, Path(root)) for item in items]
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        raise typer.BadParameter(f"the studies and runs must have distinct names, got {labels}")
+    _write_report(sources, out_file, title or "compare-" + "-".join(labels))
 
 
 def main() -> None:

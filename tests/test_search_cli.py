@@ -25,7 +25,8 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NASX_CACHE", str(tmp_path / "cache"))
 
 
-def test_search_then_status_on_the_macro_space(tmp_path: Path) -> None:
+def test_search_then_status_on_the_macro_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the report goes to ./reports/
     study = {
         "name": "cli",
         "space": "macro-cifar",
@@ -44,6 +45,7 @@ def test_search_then_status_on_the_macro_space(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", str(f), "--dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "baseline resnet20_cifar" in result.stdout and "3 trials" in result.stdout
+    assert "report: reports/cli.html" in result.stdout and (tmp_path / "reports" / "cli.parquet").is_file()
     status = runner.invoke(app, ["status", str(f), "--dir", str(tmp_path / "runs"), "--json"])
     doc = json.loads(status.stdout)
     assert doc["progress"]["trials"] == 3 and doc["progress"]["baselines"] == 1
@@ -51,7 +53,7 @@ def test_search_then_status_on_the_macro_space(tmp_path: Path) -> None:
     assert len(evaluated) == 3, "infeasible draws do not count against the budget"
     assert all(t["macs"] is None or t["macs"] > 60_000_000 for t in doc["trials"] if t["state"] == "infeasible")
     assert set(doc["front"]) <= {t["number"] for t in doc["trials"] if t["state"] == "complete"}
-    again = runner.invoke(app, ["search", str(f), "--dir", str(tmp_path / "runs")])
+    again = runner.invoke(app, ["search", str(f), "--dir", str(tmp_path / "runs"), "--no-report"])
     assert again.exit_code == 0 and "3 trials" in again.stdout, "a finished study is not run again"
 
 

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.samplers import make_sampler
+from nasx.train.run import versions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -88,6 +89,7 @@ def open_study(cfg: StudyConfig, folder: Path, space_digest: str) -> optuna.Stud
             f"study {cfg.name!r} in {folder} was started with another setup ({changes}); "
             "give the changed study a new name, or delete the old folder"
         )
+    study.set_user_attr("versions", versions())  # of the latest search run, for the report
     return study
 
 
@@ -192,3 +194,29 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+MIN_IMPORTANCE_TRIALS = 4
+
+
+def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    """fANOVA importance of each design-space parameter for validation accuracy, and a note.
+
+    Computed over the complete candidates (baselines have no parameters) and the parameters
+    every one of them has (conditional parameters drop out), with Optuna's
+    ``FanovaImportanceEvaluator`` (seed 0). Returns ``({}, why)`` when it cannot be computed.
+    """
+    done = [t for t in candidates(study) if t.state == TrialState.COMPLETE and t.values and t.params]
+    done = [t for t in done if t.user_attrs.get("state") == "complete"]  # duplicates repeat a trial
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} complete candidates, got {len(done)}"
+    scratch = optuna.create_study(directions=study.directions)
+    scratch.add_trials(done)
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        found = optuna.importance.get_param_importances(scratch, evaluator=evaluator, target=lambda t: t.values[0])
+    except (ValueError, RuntimeError) as exc:  # e.g. no parameter common to all trials, or all values equal
+        return {}, f"fANOVA could not be computed: {exc}"
+    if not found:
+        return {}, "no parameter is shared by all complete candidates"
+    return dict(found), f"fANOVA (Optuna, seed 0) over {len(done)} complete candidates, val_acc as the target"

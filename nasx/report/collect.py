@@ -1,0 +1,154 @@
+"""What a report shows, read from a study (its Optuna storage) or from a training run folder.
+
+A :class:`Source` is one study or one run: its trial table (``nasx.results.rows_to_frame``), the
+genotypes of its trials, what was run (config, counts, versions) and the fANOVA importances.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nasx.errors import NasxError
+from nasx.results import rows_to_frame
+
+
+class ReportError(NasxError):
+    """A study or run folder that cannot be reported, or a report that cannot be written."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One study or one training run, as the report needs it."""
+
+    label: str
+    kind: str  # "study" or "run"
+    frame: pd.DataFrame  # rows_to_frame(...) plus a "source" column
+    genotypes: dict[int, dict[str, Any]]  # trial number -> genotype dict
+    meta: dict[str, Any] = field(default_factory=dict)  # what was run, ordered for display
+    importances: dict[str, float] = field(default_factory=dict)
+    importance_note: str = ""
+    cost: str = "macs"  # the study's cost objective, for hypervolume
+
+
+def from_study(cfg: Any, root: Path | None = None) -> Source:
+    """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
+    from nasx.search.runner import load_study
+    from nasx.search.study import importances, progress, trial_rows
+
+    study = load_study(cfg, root)
+    rows = trial_rows(study)
+    frame = rows_to_frame(rows)
+    frame["source"] = cfg.name
+    genotypes = {t.number: t.user_attrs["genotype"] for t in study.get_trials(deepcopy=False) if "genotype" in t.user_attrs}
+    imp, note = importances(study)
+    p = progress(study)
+    recipe = cfg.resolved_recipe()
+    data = cfg.data
+    budget = ", ".join(
+        part
+        for part in (
+            f"{cfg.budget.trials} trials" if cfg.budget.trials else "",
+            f"{cfg.budget.wall_time:.0f} s wall time" if cfg.budget.wall_time else "",
+        )
+        if part
+    )
+    meta: dict[str, Any] = {
+        "study": cfg.name,
+        "space": cfg.space,
+        "objectives": ", ".join(o.value for o in cfg.objectives),
+        "constraints": ", ".join(f"{k} {v:,}" for k, v in cfg.constraints.model_dump().items() if v is not None) or "none",
+        "sampler": f"{cfg.sampler.kind.value}, seed {cfg.sampler.seed}",
+        "seed": cfg.seed,
+        "fidelity": f"{cfg.epochs} epochs, fraction {cfg.fidelity.fraction:g}"
+        + (f", resolution {cfg.fidelity.resolution}" if cfg.fidelity.resolution else ""),
+        "early stopping": cfg.early_stopping.kind
+        + (
+            f" (grace {cfg.early_stopping.grace}, reduction {cfg.early_stopping.reduction})"
+            if cfg.early_stopping.kind != "none"
+            else ""
+        ),
+        "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule",
+        "budget": budget,
+        "data": f"{data.source}, validation {data.val_size:g} held out of the training set (split seed {data.split_seed}); "
+        "test set not used",
+        "executor": cfg.executor.kind,
+        "baselines": ", ".join(cfg.baselines) or "none",
+        "trials by state": ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items())) or "none yet",
+        "search time": f"{p.elapsed:.0f} s",
+        "versions": ", ".join(f"{k} {v}" for k, v in study.user_attrs.get("versions", {}).items()) or "not recorded",
+    }
+    cost = next((o.value for o in cfg.objectives[1:]), "macs")
+    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost)
+
+
+def from_run(folder: Path) -> Source:
+    """A ``nasx train`` run folder (``summary.json`` and ``config.yaml``) as a one-row source."""
+    import yaml
+
+    summary_path, config_path = folder / "summary.json", folder / "config.yaml"
+    if not summary_path.is_file():
+        raise ReportError(f"{folder}: not a finished training run (no summary.json); finish it with `nasx train` first")
+    try:
+        summary = json.loads(summary_path.read_text())
+        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ReportError(f"{folder}: cannot read the run's summary or config: {exc}") from None
+    from nasx import zoo
+    from nasx.space.genotype import Network
+
+    genotype = (config or {}).get("network") or {}
+    try:
+        net = Network.from_dict(genotype)
+        string, family = net.to_string(), zoo.family(net)
+    except NasxError:
+        string, family = "", ""
+    label = folder.name
+    row = {
+        "number": 0,
+        "role": "run",
+        "name": summary.get("name") or label,
+        "state": summary.get("state", "complete"),
+        "reason": None,
+        "family": family,
+        "digest": summary.get("digest"),
+        "string": string,
+        "params": summary.get("params"),
+        "macs": summary.get("macs"),
+        "val_acc": summary.get("val_acc"),
+        "epochs": summary.get("epochs", 0),
+        "curve": [],
+        "wall_s": summary.get("train_seconds"),
+        "device": summary.get("device"),
+        "duplicate_of": None,
+        "test_acc": summary.get("test_acc"),
+    }
+    frame = rows_to_frame([row])
+    frame["source"] = label
+    recipe = (config or {}).get("recipe", {})
+    meta = {
+        "run": label,
+        "network": summary.get("name") or "",
+        "recipe": f"{recipe.get('name', '?')}, {summary.get('epochs', '?')} epochs, seed {(config or {}).get('seed', '?')}",
+        "data": str(summary.get("data", "")),
+        "versions": ", ".join(f"{k} {v}" for k, v in (config or {}).get("versions", {}).items()) or "not recorded",
+    }
+    return Source(label, "run", frame, {0: genotype} if genotype else {}, meta)
+
+
+def resolve(item: str, root: Path) -> Source:
+    """A study config (path or name in studies/) or a training run folder."""
+    path = Path(item)
+    if path.is_dir():
+        return from_run(path)
+    from nasx.search.config import StudyConfig
+
+    if not path.is_file() and not item.endswith((".yaml", ".yml")):
+        path = Path("studies") / f"{item}.yaml"
+    if not path.is_file():
+        raise ReportError(f"{item!r} is neither a study config (a YAML file, or a name in studies/) nor a run folder")
+    return from_study(StudyConfig.load(path), root)

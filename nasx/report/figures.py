@@ -1,0 +1,247 @@
+"""The report's plotly figures: Pareto fronts, search progress, error EDFs and parameter importances.
+
+Every string that comes from a user (names, genotype strings, parameter names) is HTML-escaped
+before it reaches plotly, whose labels understand a little HTML (``<b>``, ``<a href>``...).
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from nasx.report.collect import Source
+from nasx.results import edf, front_steps, hypervolume_progress, normalized_edf
+
+COST_TITLES = {"macs": "MACs (multiply-accumulates, batch 1)", "params": "parameters"}
+PALETTE = qualitative.D3 + qualitative.Set2
+STOPPED = "#9e9e9e"
+BASELINE = "#222222"
+EDF_BINS = 8
+LAYOUT = {"template": "plotly_white", "height": 460, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}}
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def human(n: float) -> str:
+    """12.3M, 845K, 1.52G: costs in hover text and headlines."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+def hover(row: pd.Series) -> str:
+    """Hover text of one trial: name, family, accuracy, epochs, state, costs, digest and the genotype's string form."""
+    who = row["name"] if row["role"] != "candidate" else f"trial {row['number']}"
+    lines = [
+        f"<b>{esc(who)}</b> · {esc(row['source'])} · {esc(row['family'] or '')}",
+        f"val acc {100 * row['val_acc']:.2f}% · {row['epochs']} epochs · {esc(row['state'])}",
+        f"params {int(row['params']):,} · MACs {int(row['macs']):,}",
+        f"digest {esc(row['digest'] or '')}",
+    ]
+    string = str(row["string"] or "")
+    wrapped = textwrap.wrap(string, 90, break_on_hyphens=False)
+    if len(wrapped) > 6:
+        wrapped = [*wrapped[:6], "…"]
+    return "<br>".join(lines + [esc(w) for w in wrapped])
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Which column colours the points (family for one source, source when several are compared) and the colours."""
+
+    column: str
+    colors: dict[str, str]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Groups:
+        column = "source" if frame["source"].nunique() > 1 else "family"
+        keys = sorted(str(k) for k in frame[column].fillna("").unique())
+        return cls(column, {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)})
+
+
+def combined(sources: Sequence[Source]) -> pd.DataFrame:
+    return pd.concat([s.frame for s in sources], ignore_index=True)
+
+
+def _has_costs(frame: pd.DataFrame) -> pd.Series:
+    return frame["val_acc"].notna() & frame["macs"].notna() & frame["params"].notna()
+
+
+def full_candidates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Candidates trained to the study's full fidelity (not stopped early, not a duplicate)."""
+    return frame[(frame["role"] == "candidate") & (frame["state"] == "complete") & _has_costs(frame)]
+
+
+def references(frame: pd.DataFrame) -> pd.DataFrame:
+    """Baselines and training runs that finished: the labelled markers."""
+    return frame[frame["role"].isin(["baseline", "run"]) & (frame["state"] == "complete") & _has_costs(frame)]
+
+
+def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
+    """Validation accuracy against ``cost`` (log axis): trials by group, stopped trials apart, the fronts, the baselines."""
+    frame = combined(sources)
+    groups = Groups.of(frame)
+    fig = go.Figure()
+    full = full_candidates(frame)
+    for key, part in full.groupby(full[groups.column].fillna(""), sort=True):
+        fig.add_scatter(
+            x=part[cost].astype(float),
+            y=100 * part["val_acc"],
+            mode="markers",
+            name=esc(key or "?"),
+            marker={"color": groups.colors[str(key)], "size": 8, "opacity": 0.85},
+            hovertext=[hover(r) for _, r in part.iterrows()],
+            hoverinfo="text",
+        )
+    stopped = frame[(frame["role"] == "candidate") & (frame["state"] == "stopped") & _has_costs(frame)]
+    if len(stopped):
+        fig.add_scatter(
+            x=stopped[cost].astype(float),
+            y=100 * stopped["val_acc"],
+            mode="markers",
+            name="stopped early (fewer epochs; not on the front)",
+            marker={"color": STOPPED, "symbol": "circle-open", "size": 7},
+            hovertext=[hover(r) for _, r in stopped.iterrows()],
+            hoverinfo="text",
+        )
+    for source in sources:
+        part = full[full["source"] == source.label]
+        if len(part):
+            x, y = front_steps(part["val_acc"].to_numpy(float), part[cost].to_numpy(float))
+            fig.add_scatter(
+                x=x,
+                y=100 * y,
+                mode="lines",
+                line={"shape": "hv", "width": 2, "color": groups.colors.get(source.label, "#d62728")},
+                name=esc(f"Pareto front ({source.label})" if len(sources) > 1 else "Pareto front"),
+                hoverinfo="skip",
+            )
+    refs = references(frame)
+    if len(refs):
+        fig.add_scatter(
+            x=refs[cost].astype(float),
+            y=100 * refs["val_acc"],
+            mode="markers+text",
+            name="baselines, same recipe" if (refs["role"] == "baseline").all() else "baselines and runs",
+            text=[esc(n) for n in refs["name"]],
+            textposition="top center",
+            marker={"color": BASELINE, "symbol": "diamond", "size": 11},
+            hovertext=[hover(r) for _, r in refs.iterrows()],
+            hoverinfo="text",
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Validation accuracy vs {'MACs' if cost == 'macs' else 'parameters'}",
+        xaxis={"type": "log", "title": COST_TITLES[cost]},
+        yaxis={"title": "validation accuracy (%)"},
+        legend={"orientation": "h", "y": -0.18},
+    )
+    return fig
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The hypervolume's reference point: accuracy ``acc`` and ``cost`` (1.1 x the largest cost of a full trial)."""
+
+    acc: float
+    cost: float
+    metric: str
+
+    def describe(self) -> str:
+        return f"reference point: accuracy {100 * self.acc:.0f}%, {self.metric} {human(self.cost)} (1.1 × the largest)"
+
+
+def reference(sources: Sequence[Source]) -> Reference | None:
+    metric = sources[0].cost
+    full = full_candidates(combined(sources))
+    if not len(full):
+        return None
+    return Reference(0.0, 1.1 * float(full[metric].max()), metric)
+
+
+def progress_figure(sources: Sequence[Source]) -> go.Figure | None:
+    """Per study: hypervolume of the full-fidelity front after each trial, and the best accuracy so far."""
+    ref = reference(sources)
+    if ref is None:
+        return None
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(esc(f"hypervolume of the front (accuracy × {ref.metric})"), "best validation accuracy so far"),
+    )
+    groups = Groups.of(combined(sources))
+    for i, source in enumerate(sources):
+        part = full_candidates(source.frame).sort_values("number")
+        if not len(part) or source.kind != "study":
+            continue
+        acc, cost = part["val_acc"].to_numpy(float), part[ref.metric].to_numpy(float)
+        hv = hypervolume_progress(acc, cost, ref.acc, ref.cost) / (ref.cost * (1.0 - ref.acc))
+        color = groups.colors.get(source.label, PALETTE[i % len(PALETTE)])
+        name = esc(source.label)
+        common = {"x": part["number"], "mode": "lines+markers", "line": {"shape": "hv", "color": color}, "legendgroup": name}
+        fig.add_scatter(y=hv, name=name, **common, row=1, col=1)
+        fig.add_scatter(y=100 * np.maximum.accumulate(acc), name=name, showlegend=False, **common, row=1, col=2)
+    fig.update_layout(**LAYOUT, title=esc(f"Search progress; hypervolume {ref.describe()}"))
+    fig.update_xaxes(title="trial number")
+    fig.update_yaxes(title="fraction of the reference box", row=1, col=1)
+    fig.update_yaxes(title="validation accuracy (%)", row=1, col=2)
+    return fig
+
+
+def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
+    """Error EDFs per group (family, or study when compared), plain and normalized for MACs (Radosavovic et al. 2019)."""
+    full = full_candidates(combined(sources))
+    if not len(full):
+        return None
+    groups = Groups.of(combined(sources))
+    log_macs = np.log10(full["macs"].to_numpy(float))
+    edges = np.histogram_bin_edges(log_macs, bins=EDF_BINS)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("error EDF", f"error EDF normalized for MACs ({EDF_BINS} log-spaced bins)")
+    )
+    for key, part in full.groupby(full[groups.column].fillna(""), sort=True):
+        errors = 100 * part["error"].to_numpy(float)
+        name = esc(f"{key or '?'} (n={len(part)})")
+        style = {"mode": "lines", "line": {"shape": "hv", "color": groups.colors[str(key)]}, "legendgroup": name}
+        x, f = edf(errors)
+        fig.add_scatter(x=x, y=f, name=name, **style, row=1, col=1)
+        x, f = normalized_edf(errors, part["macs"].to_numpy(float), bins=edges)
+        fig.add_scatter(x=x, y=f, name=name, showlegend=False, **style, row=1, col=2)
+    fig.update_layout(**LAYOUT, title="Design-space statistics: error distribution of the full-fidelity trials")
+    fig.update_xaxes(title="validation error (%)")
+    fig.update_yaxes(title="fraction of models with error ≤ x", range=[0, 1.02])
+    return fig
+
+
+def importance_figure(source: Source, top: int = 15) -> go.Figure | None:
+    """fANOVA importance of the design-space parameters (largest first, at most ``top``)."""
+    if not source.importances:
+        return None
+    items = sorted(source.importances.items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in items],
+            y=[esc(k) for k, _ in items],
+            orientation="h",
+            marker={"color": PALETTE[0]},
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        **{**LAYOUT, "height": max(260, 40 + 28 * len(items)), "margin": {"l": 20, "r": 20, "t": 60, "b": 50}},
+        title=esc(f"Parameter importance for val_acc: {source.label}"),
+        xaxis={"title": esc(source.importance_note)},
+        yaxis={"automargin": True},
+    )
+    return fig

@@ -1,0 +1,213 @@
+"""One self-contained HTML page (plotly.js inlined, no request leaves it) plus the trial table as CSV and parquet."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from nasx.report.collect import ReportError, Source
+from nasx.report.diagram import diagrams
+from nasx.report.figures import (
+    combined,
+    edf_figure,
+    esc,
+    front_figure,
+    full_candidates,
+    human,
+    importance_figure,
+    progress_figure,
+    references,
+)
+
+# Nothing may be fetched: scripts and styles are inline, images are data: URLs (plotly's PNG download).
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1280px;padding:0 24px 48px;color:#222}
+h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin:0 0 12px}.headline{background:#f4f8fb;border-left:4px solid #1f77b4;padding:10px 16px}
+.headline li{margin:4px 0}.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+@media (max-width:1000px){.grid{grid-template-columns:1fr}}
+table{border-collapse:collapse;font-size:14px}td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left;
+vertical-align:top}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+code{font-size:12px;word-break:break-all}details summary{cursor:pointer;color:#1f77b4}
+.note{color:#666;font-style:italic}.diagram{overflow-x:auto;max-width:1000px}
+"""
+
+SCRIPT = """
+const figs = Array.from(document.querySelectorAll('div.figure'));
+Promise.all(figs.map((div) => {
+  const spec = JSON.parse(document.getElementById(div.id + '-data').textContent);
+  return Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false});
+})).then(() => { document.body.dataset.rendered = String(figs.length); });
+"""
+
+
+def _json_script(fig: go.Figure, ident: str) -> str:
+    """The figure as JSON in a non-executed script tag; '<', '>' and '&' escaped so no string can close the tag."""
+    text = fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<div class="figure" id="{ident}"></div><script type="application/json" id="{ident}-data">{text}</script>'
+
+
+def headline(sources: Sequence[Source]) -> list[str]:
+    """At a glance: for each baseline, the candidates that beat it at no more MACs (or the closest one)."""
+    frame = combined(sources)
+    full, refs = full_candidates(frame), references(frame)
+    if not len(full):
+        return ["No candidate has finished at full fidelity yet."]
+    best = full.loc[full["val_acc"].idxmax()]
+    lines = [
+        f"Best candidate: trial {best['number']} ({best['source']}), {100 * best['val_acc']:.2f}% at {human(best['macs'])} MACs."
+    ]
+    for _, ref in refs.iterrows():
+        beat = full[(full["val_acc"] > ref["val_acc"]) & (full["macs"] <= ref["macs"])]
+        what = f"{ref['name']} ({100 * ref['val_acc']:.2f}% at {human(ref['macs'])} MACs)"
+        if len(beat):
+            top = beat.loc[beat["val_acc"].idxmax()]
+            lines.append(
+                f"{len(beat)} candidate(s) beat {what} at no more MACs; best: trial {top['number']}, "
+                f"{100 * top['val_acc']:.2f}% at {human(top['macs'])} MACs."
+            )
+        else:
+            cheaper = full[full["macs"] <= ref["macs"]]
+            closest = "" if not len(cheaper) else f"; best at no more MACs: {100 * cheaper['val_acc'].max():.2f}%"
+            lines.append(f"No candidate beats {what} at no more MACs{closest}.")
+    lines.append("Accuracies are on the validation split at the study's search fidelity; the test set is not used.")
+    return lines
+
+
+def _diagram_cell(genotype: dict | None) -> str:
+    if not genotype:
+        return ""
+    from nasx.errors import NasxError
+    from nasx.space.genotype import Network
+
+    try:
+        net = Network.from_dict(genotype)
+    except NasxError:
+        return '<span class="note">genotype does not validate</span>'
+    parts = "".join(f"<p>{esc(caption)}</p>{svg}" for caption, svg in diagrams(net))
+    return f'<details><summary>diagram</summary><div class="diagram">{parts}</div></details>'
+
+
+def top_models(sources: Sequence[Source]) -> str:
+    """The front members (MACs front) and the baselines side by side, cheapest first."""
+    multi = len(sources) > 1
+    rows = []
+    for source in sources:
+        frame = source.frame
+        picked = frame[(frame["on_front"] & (frame["state"] == "complete")) | frame.index.isin(references(frame).index)]
+        rows += [(source, r) for _, r in picked.iterrows()]
+    rows.sort(key=lambda sr: float(sr[1]["macs"]))
+    head = ["source"] * multi + ["model", "family", "params", "MACs", "val acc", "epochs", "digest", "genotype", ""]
+    num = {"params", "MACs", "val acc", "epochs"}
+    out = ["<table><thead><tr>", *(f'<th class="{"num" if h in num else ""}">{h}</th>' for h in head), "</tr></thead><tbody>"]
+    for source, r in rows:
+        model = f"trial {r['number']} (front)" if r["role"] == "candidate" else f"{r['name']} ({r['role']})"
+        test = "" if pd.isna(r.get("test_acc", None)) else f"<br>test {100 * r['test_acc']:.2f}%"
+        cells = [esc(source.label)] * multi + [
+            f"<b>{esc(model)}</b>",
+            esc(r["family"] or ""),
+            f"{int(r['params']):,}",
+            f"{int(r['macs']):,}",
+            f"{100 * r['val_acc']:.2f}%{test}",
+            str(r["epochs"]),
+            f"<code>{esc(r['digest'] or '')}</code>",
+            f"<details><summary>string</summary><code>{esc(r['string'] or '')}</code></details>",
+            _diagram_cell(source.genotypes.get(int(r["number"]))),
+        ]
+        cls = [""] * multi + ["", "", "num", "num", "num", "num", "", "", ""]
+        out.append("<tr>" + "".join(f'<td class="{c}">{v}</td>' for c, v in zip(cls, cells, strict=True)) + "</tr>")
+    out.append("</tbody></table>")
+    if not rows:
+        return '<p class="note">No front member or baseline has finished yet.</p>'
+    return "".join(out)
+
+
+def what_was_run(source: Source) -> str:
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in source.meta.items())
+    return f"<h3>{esc(source.kind)} {esc(source.label)}</h3><table>{rows}</table>"
+
+
+def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> str:
+    """The whole page as a string."""
+    import plotly.offline
+
+    if not sources:
+        raise ReportError("nothing to report: give at least one study or run")
+    figures: list[str] = []
+
+    def figure(fig: go.Figure | None, missing: str) -> str:
+        if fig is None:
+            return f'<p class="note">{esc(missing)}</p>'
+        figures.append(_json_script(fig, f"fig-{len(figures)}"))
+        return figures[-1]
+
+    fronts = figure(front_figure(sources, "macs"), "") + figure(front_figure(sources, "params"), "")
+    progress = figure(progress_figure(sources), "No full-fidelity trial yet: no progress to draw.")
+    edfs = figure(edf_figure(sources), "No full-fidelity trial yet: no error distribution to draw.")
+    studies = [s for s in sources if s.kind == "study"]
+    importance = "".join(
+        figure(importance_figure(s), f"Parameter importance of {s.label}: {s.importance_note}.") for s in studies
+    )
+    links = " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    items = "".join(f"<li>{esc(line)}</li>" for line in headline(sources))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>nasx report: {esc(title)}</title><style>{STYLE}</style>
+<script>{plotly.offline.get_plotlyjs()}</script></head>
+<body>
+<h1>nasx report: {esc(title)}</h1>
+<p class="sub">{esc(", ".join(f"{s.kind} {s.label}" for s in sources))} · generated {stamp}{" · " + links if links else ""}</p>
+<ul class="headline">{items}</ul>
+<h2>1. Pareto fronts</h2>
+<p class="sub">Every trial trained to full fidelity is a point; the step line is the non-dominated set. Trials stopped
+early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe.</p>
+<div class="grid">{fronts}</div>
+<h2>2. Progress</h2>{progress}
+<h2>3. Design-space statistics</h2>{edfs}{importance}
+<h2>4. Top models</h2>{top_models(sources)}
+<h2>5. What was run</h2>{"".join(what_was_run(s) for s in sources)}
+<script>{SCRIPT}</script>
+</body></html>
+"""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    csv: Path
+    parquet: Path
+    figures: int
+
+
+def table(sources: Sequence[Source]) -> pd.DataFrame:
+    """The trial table of every source, ``curve`` as a JSON list so CSV and parquet hold the same values."""
+    frame = combined(sources).copy()
+    frame["curve"] = [json.dumps(c) for c in frame["curve"]]
+    for col in ("params", "macs", "duplicate_of"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame
+
+
+def write_report(sources: Sequence[Source], out: Path, title: str) -> ReportFiles:
+    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically."""
+    from nasx.train.loop import atomic_write
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv, parquet = out.with_suffix(".csv"), out.with_suffix(".parquet")
+    frame = table(sources)
+    atomic_write(csv, lambda p: frame.to_csv(p, index=False))
+    atomic_write(parquet, lambda p: frame.to_parquet(p, index=False))
+    text = render(sources, title, files=[csv.name, parquet.name])
+    atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
+    return ReportFiles(out, csv, parquet, text.count('class="figure"'))
