@@ -137,13 +137,16 @@ def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
             text=[esc(n) for n in refs["name"]],
             textposition="top center",
             marker={"color": BASELINE, "symbol": "diamond", "size": 11},
+            cliponaxis=False,
             hovertext=[hover(r) for _, r in refs.iterrows()],
             hoverinfo="text",
         )
+    xs = np.log10(frame.loc[_has_costs(frame), cost].astype(float).to_numpy())
+    pad = max(0.12, 0.06 * float(np.ptp(xs))) if xs.size else 0.0  # room for the baselines' labels
     fig.update_layout(
         **LAYOUT,
         title=f"Validation accuracy vs {'MACs' if cost == 'macs' else 'parameters'}",
-        xaxis={"type": "log", "title": COST_TITLES[cost]},
+        xaxis={"type": "log", "title": COST_TITLES[cost], **({"range": [xs.min() - pad, xs.max() + pad]} if xs.size else {})},
         yaxis={"title": "validation accuracy (%)"},
         legend={"orientation": "h", "y": -0.18},
     )
@@ -188,7 +191,8 @@ def progress_figure(sources: Sequence[Source]) -> go.Figure | None:
         acc, cost = part["val_acc"].to_numpy(float), part[ref.metric].to_numpy(float)
         hv = hypervolume_progress(acc, cost, ref.acc, ref.cost) / (ref.cost * (1.0 - ref.acc))
         color = groups.colors.get(source.label, PALETTE[i % len(PALETTE)])
-        name = esc(source.label)
+        sampler = source.meta.get("sampler", "")
+        name = esc(f"{source.label} ({sampler})" if sampler else source.label)
         common = {"x": part["number"], "mode": "lines+markers", "line": {"shape": "hv", "color": color}, "legendgroup": name}
         fig.add_scatter(y=hv, name=name, **common, row=1, col=1)
         fig.add_scatter(y=100 * np.maximum.accumulate(acc), name=name, showlegend=False, **common, row=1, col=2)
@@ -215,9 +219,9 @@ def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
         name = esc(f"{key or '?'} (n={len(part)})")
         style = {"mode": "lines", "line": {"shape": "hv", "color": groups.colors[str(key)]}, "legendgroup": name}
         x, f = edf(errors)
-        fig.add_scatter(x=x, y=f, name=name, **style, row=1, col=1)
+        fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, **style, row=1, col=1)  # from 0: one model shows as a step
         x, f = normalized_edf(errors, part["macs"].to_numpy(float), bins=edges)
-        fig.add_scatter(x=x, y=f, name=name, showlegend=False, **style, row=1, col=2)
+        fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, showlegend=False, **style, row=1, col=2)
     fig.update_layout(**LAYOUT, title="Design-space statistics: error distribution of the full-fidelity trials")
     fig.update_xaxes(title="validation error (%)")
     fig.update_yaxes(title="fraction of models with error ≤ x", range=[0, 1.02])
