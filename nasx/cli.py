@@ -421,6 +421,102 @@ def status(
     out.print(f"{p.trials} trials ({counts}), {p.baselines} baselines, best val {best}, front {p.front}, {p.elapsed:.0f}s")
 
 
+@app.command()
+@_friendly
+def retrain(
+    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    top: Annotated[int, typer.Option(min=0, help="How many front members to retrain (most accurate first).")] = 3,
+    recipe: Annotated[str, typer.Option(help="A preset (search, standard, fast) or a recipe YAML file.")] = "standard",
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per model, seeds 0..N-1.")] = 3,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the recipe's).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data source (default: the study's), e.g. the full CIFAR-10 archive.")] = None,
+    val_size: Annotated[
+        float, typer.Option(min=0.0, help="Hold out a validation split (count or fraction); 0 trains on every training image.")
+    ] = 0.0,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
+) -> None:
+    """Retrain the best front members and the baselines at full fidelity with several seeds; test once.
+
+    Each run is a `nasx train` folder under runs/STUDY/final/ and is recorded in the study; run
+    the command again after an interruption to continue (finished runs are kept).
+    """
+    from pathlib import Path
+
+    from nasx.search.retrain import retrain as run_retrain
+    from nasx.train import load_recipe
+
+    cfg = _study_config(study)
+    rec = load_recipe(recipe)
+    view = _progress_view("{task.description}")
+    task = view.add_task("final runs", total=1, stats="")
+    done: dict[str, Any] = {"epochs": 0}
+
+    def on_start(jobs: list[Any]) -> None:
+        n_epochs = epochs or rec.epochs
+        view.update(task, total=max(1, len(jobs) * n_epochs))
+        view.console.print(f"{len(jobs)} runs to train ({n_epochs} epochs each)" if jobs else "every final run is recorded")
+
+    def on_epoch(m: Any) -> None:
+        done["epochs"] += 1
+        view.update(task, completed=done["epochs"], stats=f"loss {m.train_loss:.3f}")
+
+    def on_run(job: Any, entry: dict[str, Any]) -> None:
+        view.console.print(
+            f"{job.model.label} seed {job.seed}: test {100 * entry['test_acc']:.2f}%  ({entry['train_seconds']:.0f}s)",
+            highlight=False,
+            markup=False,
+        )
+
+    try:
+        with view:
+            runs = run_retrain(
+                cfg,
+                root=Path(root),
+                top=top,
+                recipe=rec,
+                seeds=seeds,
+                epochs=epochs,
+                data=data,
+                val_size=val_size,
+                on_start=on_start,
+                on_run=on_run,
+                callback=on_epoch,
+            )
+    except KeyboardInterrupt:
+        err.print("interrupted: finished runs are recorded and the current one is checkpointed; run the same command to continue")
+        raise typer.Exit(130) from None
+    out.print(_final_table(runs, f"{cfg.name}: final runs (test accuracy, mean ± std over seeds)"))
+    if report:
+        from nasx.report import collect
+
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
+
+
+def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
+    from nasx.results import final_summary
+
+    table = Table(title=escape(title))
+    for col, justify in [("model", "left"), ("role", "left"), ("recipe", "left"), ("params", "right"), ("MACs", "right")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for col in ("seeds", "test acc", "std", "search val acc"):
+        table.add_column(col, justify="right")
+    for r in final_summary(runs).itertuples():
+        search = "" if r.search_acc != r.search_acc else f"{100 * r.search_acc:.2f}%"  # NaN: not recorded
+        table.add_row(
+            r.label,
+            r.role,
+            f"{r.recipe} e{r.epochs}",
+            f"{r.params:,}",
+            f"{r.macs:,}",
+            str(r.seeds),
+            f"{100 * r.test_mean:.2f}%",
+            f"{100 * r.test_std:.2f}",
+            search,
+        )
+    return table
+
+
 def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
     import re
     from pathlib import Path

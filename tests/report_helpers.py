@@ -21,10 +21,12 @@ def synthetic_accuracy(width: int, depth: int, se: float) -> float:
     return 0.30 + 0.01 * width + 0.03 * depth + 0.1 * se
 
 
-def make_study(folder: Path, name: str = "synthetic", trials: int = 12, seed: int = 0, **overrides: Any) -> StudyConfig:
+def make_study(
+    folder: Path, name: str = "synthetic", trials: int = 12, seed: int = 0, baselines: tuple[str, ...] = (), **overrides: Any
+) -> StudyConfig:
     """A finished study of ``trials`` candidates over the tiny space (some stopped, one failed), one baseline named
     ``HOSTILE`` and one infeasible draw, recorded exactly as a search records them."""
-    cfg = tiny_config(folder, name=name, baselines=[], **overrides)
+    cfg = tiny_config(folder, name=name, baselines=list(baselines), **overrides)
     study = open_study(cfg, study_dir(cfg, folder / "runs"), "synthetic")
     sampler_rng = optuna.samplers.RandomSampler(seed=seed)
     study.sampler = sampler_rng

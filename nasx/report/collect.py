@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from nasx.errors import NasxError
-from nasx.results import rows_to_frame
+from nasx.results import final_summary, rows_to_frame
 
 
 class ReportError(NasxError):
@@ -33,10 +33,12 @@ class Source:
     importances: dict[str, float] = field(default_factory=dict)
     importance_note: str = ""
     cost: str = "macs"  # the study's cost objective, for hypervolume
+    final: pd.DataFrame | None = None  # nasx.results.final_summary of the study's final runs (nasx retrain)
 
 
 def from_study(cfg: Any, root: Path | None = None) -> Source:
     """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
+    from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
     from nasx.search.study import importances, progress, trial_rows
 
@@ -82,8 +84,14 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         "search time": f"{p.elapsed:.0f} s",
         "versions": ", ".join(f"{k} {v}" for k, v in study.user_attrs.get("versions", {}).items()) or "not recorded",
     }
+    runs = final_runs(study)
+    final = final_summary(runs)
+    final["source"] = cfg.name
+    if runs:
+        setups = sorted({f"{r['recipe']} e{r['epochs']}" for r in runs})
+        meta["final runs"] = f"{len(runs)} runs of {len(final)} models ({', '.join(setups)}), test set of {runs[0]['data']}"
     cost = next((o.value for o in cfg.objectives[1:]), "macs")
-    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost)
+    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final)
 
 
 def from_run(folder: Path) -> Source:

@@ -249,3 +249,44 @@ def importance_figure(source: Source, top: int = 15) -> go.Figure | None:
         yaxis={"automargin": True},
     )
     return fig
+
+
+def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
+    """Final runs: test accuracy (mean over seeds, std as error bars) against ``cost``, found models vs baselines."""
+    parts = [s.final for s in sources if s.final is not None and len(s.final)]
+    if not parts:
+        return None
+    final = pd.concat(parts, ignore_index=True)
+    fig = go.Figure()
+    styles = {"candidate": ("found (front members)", PALETTE[3], "circle"), "baseline": ("baselines", BASELINE, "diamond")}
+    for role, (label, color, symbol) in styles.items():
+        part = final[final["role"] == role]
+        if not len(part):
+            continue
+        text = [
+            f"<b>{esc(r.label)}</b> · {esc(r.source)}<br>test {100 * r.test_mean:.2f}% ± {100 * r.test_std:.2f} over {r.seeds} "
+            f"seeds · {esc(r.recipe)}, {r.epochs} epochs<br>params {int(r.params):,} · MACs {int(r.macs):,}<br>"
+            f"digest {esc(r.digest)}"
+            for r in part.itertuples()
+        ]
+        fig.add_scatter(
+            x=part[cost].astype(float),
+            y=100 * part["test_mean"],
+            error_y={"type": "data", "array": 100 * part["test_std"], "visible": True},
+            mode="markers+text",
+            text=[esc(n) for n in part["label"]],
+            textposition="top center",
+            cliponaxis=False,
+            name=label,
+            marker={"color": color, "symbol": symbol, "size": 11},
+            hovertext=text,
+            hoverinfo="text",
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title=f"Final runs: test accuracy vs {'MACs' if cost == 'macs' else 'parameters'} (mean ± std over seeds)",
+        xaxis={"type": "log", "title": COST_TITLES[cost]},
+        yaxis={"title": "test accuracy (%)"},
+        legend={"orientation": "h", "y": -0.18},
+    )
+    return fig

@@ -17,6 +17,7 @@ from nasx.report.figures import (
     combined,
     edf_figure,
     esc,
+    final_figure,
     front_figure,
     full_candidates,
     human,
@@ -78,8 +79,21 @@ def headline(sources: Sequence[Source]) -> list[str]:
             cheaper = full[full["macs"] <= ref["macs"]]
             closest = "" if not len(cheaper) else f"; best at no more MACs: {100 * cheaper['val_acc'].max():.2f}%"
             lines.append(f"No candidate beats {what} at no more MACs{closest}.")
-    lines.append("Accuracies are on the validation split at the study's search fidelity; the test set is not used.")
+    lines.append("Accuracies above are on the validation split at the study's search fidelity; the test set is not used.")
+    lines += final_headline(sources)
     return lines
+
+
+def final_headline(sources: Sequence[Source]) -> list[str]:
+    """The final runs in one line per model: test mean ± std over seeds, cheapest first."""
+    parts = [s.final for s in sources if s.final is not None and len(s.final)]
+    if not parts:
+        return []
+    final = pd.concat(parts, ignore_index=True).sort_values("macs")
+    each = "; ".join(
+        f"{r.label} {100 * r.test_mean:.2f}% ± {100 * r.test_std:.2f} at {human(r.macs)} MACs" for r in final.itertuples()
+    )
+    return [f"Final runs (official test set, mean ± std over seeds): {each}."]
 
 
 def _diagram_cell(genotype: dict | None) -> str:
@@ -150,6 +164,13 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
         return figures[-1]
 
     fronts = figure(front_figure(sources, "macs"), "") + figure(front_figure(sources, "params"), "")
+    finals = ""
+    if any(s.final is not None and len(s.final) for s in sources):
+        finals = (
+            '<h2>Final runs</h2><p class="sub">The front members and baselines retrained by <code>nasx retrain</code> at '
+            "full fidelity with several seeds and measured once on the official test set.</p>"
+            f'<div class="grid">{figure(final_figure(sources, "macs"), "")}{figure(final_figure(sources, "params"), "")}</div>'
+        )
     progress = figure(progress_figure(sources), "No full-fidelity trial yet: no progress to draw.")
     edfs = figure(edf_figure(sources), "No full-fidelity trial yet: no error distribution to draw.")
     studies = [s for s in sources if s.kind == "study"]
@@ -172,7 +193,7 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
 <h2>1. Pareto fronts</h2>
 <p class="sub">Every trial trained to full fidelity is a point; the step line is the non-dominated set. Trials stopped
 early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe.</p>
-<div class="grid">{fronts}</div>
+<div class="grid">{fronts}</div>{finals}
 <h2>2. Progress</h2>{progress}
 <h2>3. Design-space statistics</h2>{edfs}{importance}
 <h2>4. Top models</h2>{top_models(sources)}

@@ -243,7 +243,7 @@ def train(
     callback: Callback | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    """Train ``genotype`` on ``data.train``, measuring ``data.val`` after every epoch.
+    """Train ``genotype`` on ``data.train``, measuring ``data.val`` after every epoch (NaN when it is empty).
 
     With ``run_dir`` a checkpoint is written atomically after each epoch and a later call with the
     same arguments resumes from it (a different run in the same folder is an error). ``on_step``
@@ -324,16 +324,18 @@ def train(
             seconds = time.perf_counter() - t0
             if not math.isfinite(train_loss):
                 raise TrainingFailed("non_finite_loss", epoch + 1, f"mean training loss {train_loss}")
-            val_loss, val_acc = evaluate(
-                model,
-                data.val,
-                device=device,
-                batch_size=recipe.eval_batch_size,
-                tta_flip=recipe.tta_flip,
-                precision=precision,
-                channels_last=channels_last,
-                resolution=fidelity.resolution,
-            )
+            val_loss, val_acc = math.nan, math.nan  # no validation split: final runs train on every training image
+            if len(data.val):
+                val_loss, val_acc = evaluate(
+                    model,
+                    data.val,
+                    device=device,
+                    batch_size=recipe.eval_batch_size,
+                    tta_flip=recipe.tta_flip,
+                    precision=precision,
+                    channels_last=channels_last,
+                    resolution=fidelity.resolution,
+                )
             m = EpochMetrics(epoch + 1, train_loss, correct.item() / n, val_loss, val_acc, lr, seconds, n / seconds)
             metrics.append(m)
             if run_dir is not None:

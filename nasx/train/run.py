@@ -7,6 +7,7 @@ same command again after an interruption resumes where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Callable
 from dataclasses import asdict
@@ -53,6 +54,11 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
+
+
+def _finite(x: float) -> float | None:
+    """None for NaN (no validation split), so summary.json stays standard JSON."""
+    return None if math.isnan(x) else x
 
 
 def train_run(
@@ -104,9 +110,9 @@ def train_run(
         "macs": cost.macs,
         "state": result.state,
         "epochs": result.epochs,
-        "val_acc": last.val_acc,
-        "val_loss": last.val_loss,
-        "best_val_acc": max(m.val_acc for m in result.metrics),
+        "val_acc": _finite(last.val_acc),
+        "val_loss": _finite(last.val_loss),
+        "best_val_acc": _finite(max(m.val_acc for m in result.metrics)),
         "train_seconds": sum(m.seconds for m in result.metrics),
         "images_per_s": sum(m.images_per_s for m in result.metrics) / len(result.metrics),
         "device": result.device,

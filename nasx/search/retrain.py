@@ -1,0 +1,183 @@
+"""Final runs: the study's best front members and its baselines retrained at full fidelity, with seeds.
+
+Each (model, seed) is one ``nasx train`` run folder under ``runs/<study>/final/``, trained on every
+image of the training set (or a seeded split when ``val_size`` is given) and measured once on the
+official test set. Its summary is recorded back into the study as a user attribute
+``final:<digest>:<recipe>:e<epochs>:s<seed>``, so ``nasx report`` draws the final front; a run
+already recorded is not trained again, and an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from nasx import zoo
+from nasx.search.config import StudyConfig, StudyError
+from nasx.search.study import study_dir
+from nasx.space.genotype import Network
+from nasx.train.recipe import Fidelity, Recipe
+
+FINAL_PREFIX = "final:"
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model to retrain: a front member (``number`` is its trial) or a baseline (``number`` None)."""
+
+    label: str
+    role: str  # "candidate" or "baseline"
+    net: Network
+    number: int | None
+    search_acc: float | None
+
+
+def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model]:
+    """The ``top`` most accurate members of the study's Pareto front (its objectives), best first."""
+    from nasx.search.rungs import fronts
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete" and t.values
+    ]
+    points = [(-t.values[0], *t.values[1:]) for t in done]
+    front = [t for t, f in zip(done, fronts(points), strict=True) if f == 0]
+    front.sort(key=lambda t: -t.values[0])
+    return [
+        Model(f"trial{t.number}", "candidate", Network.from_dict(t.user_attrs["genotype"]), t.number, t.values[0])
+        for t in front[:top]
+    ]
+
+
+def baselines(study: optuna.Study, cfg: StudyConfig) -> list[Model]:
+    accs = {
+        t.user_attrs.get("name"): t.values[0]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("role") == "baseline" and t.values
+    }
+    return [Model(name, "baseline", zoo.get(name), None, accs.get(name)) for name in cfg.baselines]
+
+
+def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
+    return f"{FINAL_PREFIX}{net.digest}:{recipe.name}:e{epochs}:s{seed}"
+
+
+def final_runs(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every recorded final run (the study's ``final:*`` user attributes), in key order."""
+    return [v for k, v in sorted(study.user_attrs.items()) if k.startswith(FINAL_PREFIX)]
+
+
+@dataclass(frozen=True)
+class Job:
+    model: Model
+    seed: int
+    key: str
+    run_dir: Path
+
+
+def plan(
+    study: optuna.Study, cfg: StudyConfig, root: Path | None, top: int, recipe: Recipe, seeds: int, epochs: int
+) -> list[Job]:
+    """The (model, seed) runs still to do: front members first, then the baselines."""
+    if top < 0 or seeds < 1:
+        raise StudyError(f"--top must be >= 0 and --seeds >= 1, got {top} and {seeds}")
+    models = front_members(study, cfg, top) + baselines(study, cfg)
+    if not models:
+        raise StudyError(f"study {cfg.name!r} has no complete front member and no baseline to retrain")
+    folder = study_dir(cfg, root) / "final"
+    jobs = []
+    for m in models:
+        for seed in range(seeds):
+            key = run_key(m.net, recipe, epochs, seed)
+            if key not in study.user_attrs:
+                jobs.append(Job(m, seed, key, folder / f"{m.label}-{recipe.name}-e{epochs}-s{seed}"))
+    return jobs
+
+
+def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    entry = {
+        "label": job.model.label,
+        "role": job.model.role,
+        "number": job.model.number,
+        "name": job.model.net.name or job.model.label,
+        "digest": job.model.net.digest,
+        "string": job.model.net.to_string(),
+        "seed": job.seed,
+        "recipe": recipe.name,
+        "epochs": summary["epochs"],
+        "params": summary["params"],
+        "macs": summary["macs"],
+        "test_acc": summary["test_acc"],
+        "val_acc": summary.get("val_acc"),
+        "search_acc": job.model.search_acc,
+        "train_seconds": summary["train_seconds"],
+        "device": summary["device"],
+        "data": summary["data"],
+        "run_dir": str(job.run_dir),
+    }
+    study.set_user_attr(job.key, entry)
+    return entry
+
+
+def retrain(
+    cfg: StudyConfig,
+    *,
+    root: Path | None = None,
+    top: int = 3,
+    recipe: Recipe,
+    seeds: int = 3,
+    epochs: int | None = None,
+    data: str | None = None,
+    val_size: float = 0,
+    on_start: Callable[[list[Job]], None] | None = None,
+    on_run: Callable[[Job, dict[str, Any]], None] | None = None,
+    callback: Callable[[Any], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Retrain the ``top`` best front members and the baselines with ``seeds`` seeds; return every final run recorded.
+
+    ``data`` overrides the study's source (e.g. search on the mini set, retrain on the full
+    CIFAR-10); ``val_size`` 0 trains on every training image (no per-epoch validation).
+    """
+    from nasx import data as datasets
+    from nasx.search.runner import load_study
+    from nasx.train.run import train_run
+
+    study = load_study(cfg, root)
+    n_epochs = Fidelity(epochs=epochs).epochs_for(recipe)
+    jobs = plan(study, cfg, root, top, recipe, seeds, n_epochs)
+    if on_start is not None:
+        on_start(jobs)
+    if jobs:
+        source = data or cfg.data.source
+        full = datasets.load(source)
+        if val_size:
+            splits = datasets.split(full, val_size if val_size < 1 else int(val_size), cfg.data.split_seed, source=full.source)
+        else:
+            splits = datasets.Splits(
+                train=full.train, val=full.train.subset(np.zeros(0, dtype=np.int64)), source=full.source, seed=cfg.data.split_seed
+            )
+        fidelity = Fidelity(epochs=n_epochs)
+        for job in jobs:
+            _, summary = train_run(
+                job.model.net,
+                splits,
+                recipe,
+                fidelity,
+                job.run_dir,
+                seed=job.seed,
+                device=cfg.device,
+                callback=callback,
+                test=full.test,
+                test_source=full.source,
+            )
+            entry = record(study, job, summary, recipe)
+            if on_run is not None:
+                on_run(job, entry)
+    return final_runs(study)
