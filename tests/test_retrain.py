@@ -33,7 +33,9 @@ def test_retrain_records_seeded_final_runs_and_the_report_draws_the_final_front(
     study = load_study(cfg, tmp_path / "runs")
     top = front_members(study, cfg, 2)
     complete = [t for t in study.trials if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete"]
-    assert [m.search_acc for m in top] == sorted((t.values[0] for t in complete), reverse=True)[:2], "the most accurate are on the front"
+    assert [m.search_acc for m in top] == sorted((t.values[0] for t in complete), reverse=True)[:2], (
+        "the most accurate are on the front"
+    )
     planned: list[int] = []
     runs = retrain(cfg, root=tmp_path / "runs", top=2, recipe=TINY, seeds=2, on_start=lambda jobs: planned.append(len(jobs)))
     assert planned == [6] and len(runs) == 6, "(2 front members + 1 baseline) x 2 seeds"
