@@ -433,6 +433,9 @@ def retrain(
     val_size: Annotated[
         float, typer.Option(min=0.0, help="Hold out a validation split (count or fraction); 0 trains on every training image.")
     ] = 0.0,
+    executor: Annotated[
+        str, typer.Option(help="local (one after another) or ray (parallel tasks, the study's resources).")
+    ] = "local",
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
 ) -> None:
@@ -453,7 +456,7 @@ def retrain(
     done: dict[str, Any] = {"epochs": 0}
 
     def on_start(jobs: list[Any]) -> None:
-        n_epochs = epochs or rec.epochs
+        n_epochs = done["per_run"] = epochs or rec.epochs
         view.update(task, total=max(1, len(jobs) * n_epochs))
         view.console.print(f"{len(jobs)} runs to train ({n_epochs} epochs each)" if jobs else "every final run is recorded")
 
@@ -462,6 +465,8 @@ def retrain(
         view.update(task, completed=done["epochs"], stats=f"loss {m.train_loss:.3f}")
 
     def on_run(job: Any, entry: dict[str, Any]) -> None:
+        done["runs"] = done.get("runs", 0) + 1  # with ray, epochs are not reported back: count whole runs
+        view.update(task, completed=max(done["epochs"], done["runs"] * done["per_run"]))
         view.console.print(
             f"{job.model.label} seed {job.seed}: test {100 * entry['test_acc']:.2f}%  ({entry['train_seconds']:.0f}s)",
             highlight=False,
@@ -479,6 +484,7 @@ def retrain(
                 epochs=epochs,
                 data=data,
                 val_size=val_size,
+                executor=executor,
                 on_start=on_start,
                 on_run=on_run,
                 callback=on_epoch,

@@ -78,3 +78,17 @@ def test_retrain_command_prints_the_final_table(tmp_path: Path, monkeypatch: pyt
     g.write_text(json.dumps(empty.model_dump(mode="json")))
     result = runner.invoke(app, ["retrain", str(g), "--dir", "runs", "--recipe", "tiny.yaml"])
     assert result.exit_code == 2 and "no complete front member and no baseline" in result.output
+
+
+@pytest.mark.slow
+def test_retrain_on_ray_runs_the_seeds_as_parallel_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    cfg = make_study(tmp_path, executor={"kind": "ray", "cpus_per_trial": 1})
+    runs = retrain(cfg, root=tmp_path / "runs", top=1, recipe=TINY, seeds=2, executor="ray")
+    assert len(runs) == 2 and {r["seed"] for r in runs} == {0, 1}
+    assert all((Path(r["run_dir"]) / "summary.json").is_file() and r["device"] == "cpu" for r in runs)
+    local = retrain(cfg, root=tmp_path / "runs", top=1, recipe=TINY, seeds=3)
+    assert len(local) == 3, "the ray runs count as done: only seed 2 is trained"
+    same = [r for r in local if r["seed"] < 2]
+    assert same == runs

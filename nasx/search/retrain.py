@@ -9,7 +9,7 @@ already recorded is not trained again, and an interrupted one resumes from its c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,7 @@ def retrain(
     epochs: int | None = None,
     data: str | None = None,
     val_size: float = 0,
+    executor: str = "local",
     on_start: Callable[[list[Job]], None] | None = None,
     on_run: Callable[[Job, dict[str, Any]], None] | None = None,
     callback: Callable[[Any], Any] | None = None,
@@ -144,7 +145,10 @@ def retrain(
 
     ``data`` overrides the study's source (e.g. search on the mini set, retrain on the full
     CIFAR-10); ``val_size`` 0 trains on every training image (no per-epoch validation).
+    ``executor`` ``ray`` runs the runs as parallel Ray tasks with the study's per-trial resources.
     """
+    if executor not in ("local", "ray"):
+        raise StudyError(f"executor: must be local or ray, got {executor!r}")
     from nasx import data as datasets
     from nasx.search.runner import load_study
     from nasx.train.run import train_run
@@ -164,6 +168,12 @@ def retrain(
                 train=full.train, val=full.train.subset(np.zeros(0, dtype=np.int64)), source=full.source, seed=cfg.data.split_seed
             )
         fidelity = Fidelity(epochs=n_epochs)
+        if executor == "ray":
+            for job, summary in _on_ray(cfg, jobs, splits, full.test, recipe, fidelity):
+                entry = record(study, job, summary, recipe)
+                if on_run is not None:
+                    on_run(job, entry)
+            return final_runs(study)
         for job in jobs:
             _, summary = train_run(
                 job.model.net,
@@ -181,3 +191,47 @@ def retrain(
             if on_run is not None:
                 on_run(job, entry)
     return final_runs(study)
+
+
+def _on_ray(
+    cfg: StudyConfig, jobs: list[Job], splits: Any, test: Any, recipe: Recipe, fidelity: Fidelity
+) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Run the jobs as Ray tasks with the study's per-trial resources; yield each as it finishes.
+
+    The data goes to the object store once; each task writes its own run folder (a path every
+    node sees: a shared file system on a cluster) and returns its summary to be recorded here.
+    """
+    import ray
+
+    from nasx.train.run import train_run
+
+    ex = cfg.executor
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=ex.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+
+        @ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_retries=0)
+        def one(job: Job, splits: Any, test: Any) -> dict[str, Any]:
+            _, summary = train_run(
+                job.model.net,
+                splits,
+                recipe,
+                fidelity,
+                job.run_dir,
+                seed=job.seed,
+                device=cfg.device,
+                test=test,
+                test_source=splits.source,
+            )
+            return summary
+
+        data_ref, test_ref = ray.put(splits), ray.put(test)
+        pending = {one.remote(job, data_ref, test_ref): job for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            yield job, ray.get(ready[0])
+    finally:
+        if started:
+            ray.shutdown()
