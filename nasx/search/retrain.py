@@ -151,7 +151,6 @@ def retrain(
         raise StudyError(f"executor: must be local or ray, got {executor!r}")
     from nasx import data as datasets
     from nasx.search.runner import load_study
-    from nasx.train.run import train_run
 
     study = load_study(cfg, root)
     n_epochs = Fidelity(epochs=epochs).epochs_for(recipe)
@@ -169,28 +168,35 @@ def retrain(
             )
         fidelity = Fidelity(epochs=n_epochs)
         if executor == "ray":
-            for job, summary in _on_ray(cfg, jobs, splits, full.test, recipe, fidelity):
-                entry = record(study, job, summary, recipe)
-                if on_run is not None:
-                    on_run(job, entry)
-            return final_runs(study)
-        for job in jobs:
-            _, summary = train_run(
-                job.model.net,
-                splits,
-                recipe,
-                fidelity,
-                job.run_dir,
-                seed=job.seed,
-                device=cfg.device,
-                callback=callback,
-                test=full.test,
-                test_source=full.source,
-            )
+            finished: Iterator[tuple[Job, dict[str, Any]]] = _on_ray(cfg, jobs, splits, full.test, recipe, fidelity)
+        else:
+            finished = ((job, _train(job, splits, full.test, recipe, fidelity, cfg.device, callback)) for job in jobs)
+        for job, summary in finished:
             entry = record(study, job, summary, recipe)
             if on_run is not None:
                 on_run(job, entry)
     return final_runs(study)
+
+
+def _train(
+    job: Job, splits: Any, test: Any, recipe: Recipe, fidelity: Fidelity, device: str | None, callback: Any = None
+) -> dict[str, Any]:
+    """One final run: ``nasx train`` into the job's folder, tested once; its summary."""
+    from nasx.train.run import train_run
+
+    _, summary = train_run(
+        job.model.net,
+        splits,
+        recipe,
+        fidelity,
+        job.run_dir,
+        seed=job.seed,
+        device=device,
+        callback=callback,
+        test=test,
+        test_source=splits.source,
+    )
+    return summary
 
 
 def _on_ray(
@@ -203,31 +209,14 @@ def _on_ray(
     """
     import ray
 
-    from nasx.train.run import train_run
-
     ex = cfg.executor
     started = not ray.is_initialized()
     if started:
         ray.init(address=ex.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-
-        @ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_retries=0)
-        def one(job: Job, splits: Any, test: Any) -> dict[str, Any]:
-            _, summary = train_run(
-                job.model.net,
-                splits,
-                recipe,
-                fidelity,
-                job.run_dir,
-                seed=job.seed,
-                device=cfg.device,
-                test=test,
-                test_source=splits.source,
-            )
-            return summary
-
+        task = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_retries=0)(_train)
         data_ref, test_ref = ray.put(splits), ray.put(test)
-        pending = {one.remote(job, data_ref, test_ref): job for job in jobs}
+        pending = {task.remote(job, data_ref, test_ref, recipe, fidelity, cfg.device): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
