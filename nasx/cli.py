@@ -499,6 +499,46 @@ def retrain(
         _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
 
 
+@app.command("export")
+@_friendly
+def export_models(
+    source: Annotated[str, typer.Argument(help="A study config (or its name in studies/), or a `nasx train` run folder.")],
+    out_dir: Annotated[str, typer.Option("--out", help="Folder of model folders (one per model).")] = "exports",
+    trial: Annotated[int | None, typer.Option(help="Export this trial's final run.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Export the K best retrained front members.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Which seed's final run to export.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a previous export of the same model.")] = False,
+    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+) -> None:
+    """Export trained models, one folder each: genotype (YAML and string), weights (safetensors), an
+    ONNX file checked against torch with onnxruntime, the recipe, complexity, metrics and a README.
+
+    Load one with `nasx.load(FOLDER)`. From a study, the weights are those of `nasx retrain`'s final runs.
+    """
+    from pathlib import Path
+
+    from nasx.export import export_run
+
+    out_root = Path(out_dir)
+    if Path(source).is_dir():
+        targets = [(Path(source).name, Path(source))]
+    else:
+        from nasx.search.retrain import export_targets
+        from nasx.search.runner import load_study
+
+        cfg = _study_config(source)
+        runs = export_targets(load_study(cfg, Path(root)), trial=trial, top=top, seed=seed)
+        targets = [(f"{cfg.name}-{r['label']}", Path(r["run_dir"])) for r in runs]
+    table = Table(title="exported models")
+    for col in ("model", "folder", "params", "MACs", "ONNX max |diff|"):
+        table.add_column(col, justify="left" if col in ("model", "folder") else "right")
+    for label, run_dir in targets:
+        with err.status(f"exporting {escape(label)} (ONNX export and onnxruntime check)"):
+            result = export_run(run_dir, out_root / label, name=label, overwrite=overwrite)
+        table.add_row(label, str(result.folder), f"{result.params:,}", f"{result.macs:,}", f"{result.onnx_max_abs_diff:.2e}")
+    out.print(table)
+
+
 def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
     from nasx.results import final_summary
 

@@ -224,3 +224,33 @@ def _on_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def export_targets(
+    study: optuna.Study, *, trial: int | None = None, top: int | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The final runs to export: trial ``trial``'s, or the ``top`` retrained front members' (by search accuracy), of ``seed``.
+
+    Weights exist only for final runs (search trials keep none), so a model must be retrained first.
+    """
+    if (trial is None) == (top is None):
+        raise StudyError("give either --trial N or --top K")
+    runs = [r for r in final_runs(study) if r["role"] == "candidate"]
+    if trial is not None:
+        picked = [r for r in runs if r["number"] == trial]
+        if not picked:
+            raise StudyError(
+                f"trial {trial} has no final run to export: run `nasx retrain` on the study first (it retrains the front)"
+            )
+    else:
+        order = sorted({r["number"]: r.get("search_acc") or 0.0 for r in runs}.items(), key=lambda kv: -kv[1])
+        wanted = [n for n, _ in order[: top or 0]]
+        picked = [r for r in runs if r["number"] in wanted]
+        if not picked:
+            raise StudyError("the study has no retrained front member to export: run `nasx retrain` first")
+    chosen = [r for r in picked if r["seed"] == seed]
+    if not chosen:
+        seeds = sorted({r["seed"] for r in picked})
+        raise StudyError(f"--seed {seed}: no final run with that seed; the retrained seeds are {seeds}")
+    by_number = {r["number"]: r for r in chosen}  # one per model (the latest recipe recorded wins)
+    return sorted(by_number.values(), key=lambda r: -(r.get("search_acc") or 0.0))
