@@ -357,3 +357,28 @@ def _yaml(folder: Path, extra: str) -> Path:
     f = folder / "s.yaml"
     f.write_text(f"name: s\nspace: tiny\nbudget: {{trials: 2}}\n{extra}\n")
     return f
+
+
+def test_a_writer_killed_while_it_holds_the_journal_lock_does_not_stall_the_next(tmp_path: Path) -> None:
+    from nasx.search.study import FlockJournalLock
+
+    lock = tmp_path / "journal.log.flock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import fcntl, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"1\n", "the lock is held"
+    mine = FlockJournalLock(lock)
+    waiter = threading.Thread(target=mine.acquire)
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive(), "a held lock excludes the next writer"
+    holder.kill()  # dies holding it, as a worker killed in the middle of an append
+    holder.wait()
+    waiter.join(timeout=1.0)
+    assert not waiter.is_alive(), "released at once: Optuna's own file locks would wait 30 s, then break it"
+    mine.release()

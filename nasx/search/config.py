@@ -65,7 +65,11 @@ class SamplerConfig(Frozen):
 
 
 class Budget(Frozen):
-    """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs."""
+    """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs and workers.
+
+    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
+    ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
+    """
 
     trials: PositiveInt | None = None
     wall_time: Annotated[float, Field(gt=0)] | None = None
