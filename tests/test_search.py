@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import TinySpace, start_workers, tiny_config, trained_per_digest
+from search_helpers import TinySpace, tiny_config, trained_per_digest, workers
 
 from nasx.search import StudyConfig, StudyError, run_search, status
 from nasx.search.config import SamplerConfig
@@ -123,9 +123,8 @@ def test_a_second_search_of_the_same_study_shares_it(tmp_path: Path) -> None:
     """Two processes on one journal: the budget is shared exactly, no genotype is trained twice, one baseline."""
     budget = 10
     common = {"budget": {"trials": budget}, "early_stopping": {"kind": "none"}, "fidelity": {"epochs": 2}}
-    procs = start_workers(tmp_path, 2, dry_run_s=0.8, baselines=["resnet20_cifar"], **common)
-    codes = [p.wait(timeout=120) for p in procs]
-    assert codes == [0, 0]
+    with workers(tmp_path, 2, dry_run_s=0.8, baselines=["resnet20_cifar"], **common) as procs:
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
     cfg = tiny_config(tmp_path, baselines=["resnet20_cifar"], **common)
     p, rows = status(cfg, tmp_path / "runs")  # the journal loads
     cand = [r for r in rows if r["role"] == "candidate"]
@@ -137,23 +136,24 @@ def test_a_second_search_of_the_same_study_shares_it(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs" / "tiny" / "workers").iterdir()), "each worker removed its lock file"
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_recovered_by_the_other_while_it_runs(tmp_path: Path) -> None:
     budget = 8
     common = {"budget": {"trials": budget}, "early_stopping": {"kind": "none"}, "fidelity": {"epochs": 2}}
-    victim, survivor = start_workers(tmp_path, 2, dry_run_s=1.5, **common)
-    cfg = tiny_config(tmp_path, **common)
-    deadline = time.time() + 90
-    killed = None
-    while killed is None and time.time() < deadline:
-        if (tmp_path / "runs" / "tiny" / "journal.log").is_file():
-            _, rows = status(cfg, tmp_path / "runs")
-            mine = [r for r in rows if r["state"] == "running" and r["worker"] and f"-{victim.pid}-" in r["worker"]]
-            if mine and any(r["state"] == "complete" for r in rows):
-                os.kill(victim.pid, signal.SIGKILL)
-                killed = mine[0]["number"]
-        time.sleep(0.1)
-    assert killed is not None, "the victim was caught running a trial"
-    assert victim.wait(timeout=30) == -signal.SIGKILL and survivor.wait(timeout=90) == 0
+    with workers(tmp_path, 2, dry_run_s=1.5, **common) as (victim, survivor):
+        cfg = tiny_config(tmp_path, **common)
+        deadline = time.time() + 90
+        killed = None
+        while killed is None and time.time() < deadline:
+            if (tmp_path / "runs" / "tiny" / "journal.log").is_file():
+                _, rows = status(cfg, tmp_path / "runs")
+                mine = [r for r in rows if r["state"] == "running" and r["worker"] and f"-{victim.pid}-" in r["worker"]]
+                if mine and any(r["state"] == "complete" for r in rows):
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed = mine[0]["number"]
+            time.sleep(0.1)
+        assert killed is not None, "the victim was caught running a trial"
+        assert victim.wait(timeout=30) == -signal.SIGKILL and survivor.wait(timeout=90) == 0
     p, rows = status(cfg, tmp_path / "runs")
     lost = rows[killed]
     assert (
