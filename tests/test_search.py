@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_trial_is_recovered_by_the_other_while_it_runs(tmp_p
         while killed is None and time.time() < deadline:
             if (tmp_path / "runs" / "tiny" / "journal.log").is_file():
                 _, rows = status(cfg, tmp_path / "runs")
-                mine = [r for r in rows if r["state"] == "running" and r["worker"] and f"-{victim.pid}-" in r["worker"]]
+                mine = [r for r in rows if r["state"] == "running" and r["digest"] and f"-{victim.pid}-" in (r["worker"] or "")]
                 if mine and any(r["state"] == "complete" for r in rows):
                     os.kill(victim.pid, signal.SIGKILL)
                     killed = mine[0]["number"]

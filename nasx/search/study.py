@@ -306,7 +306,7 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
 
 
 def evaluated(t: FrozenTrial) -> bool:
-    """A finished candidate that uses up one trial of the budget: anything but infeasible, or failed and retried."""
+    """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
     a = t.user_attrs
     return (
         t.state.is_finished()
