@@ -382,3 +382,28 @@ def test_a_writer_killed_while_it_holds_the_journal_lock_does_not_stall_the_next
     waiter.join(timeout=1.0)
     assert not waiter.is_alive(), "released at once: Optuna's own file locks would wait 30 s, then break it"
     mine.release()
+
+
+def test_a_queued_retry_whose_worker_died_before_it_drew_its_parameters_is_queued_again(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    from nasx.search.study import recover_stale
+
+    cfg = tiny_config(tmp_path, budget={"trials": 2})
+    folder = tmp_path / "runs" / "tiny"
+    study = open_study(cfg, folder, space_digest(TinySpace()))
+    point = {"stem.out": 4, "stages.0.depth": 1, "stages.0.block.se": 0.0}
+    study.enqueue_trial(point, user_attrs={"retry_of": 0, "attempt": 1})
+    with Worker(folder) as me:
+        asked = study.ask()  # by a worker that dies at once, before sampling
+        asked.set_user_attr("role", "candidate")
+        asked.set_user_attr("worker", f"{me.host}-999999-abcdef")
+        unmarked = study.ask()  # and one that died between the ask and the mark: stale too (journal storage)
+        with me.turn():
+            assert recover_stale(study, me, cfg.failures.model_copy(update={"retries": 2})) == [asked.number, unmarked.number]
+    trials = study.get_trials()
+    assert trials[asked.number].state == TrialState.FAIL and trials[asked.number].user_attrs["retried"]
+    again = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(again) == 1 and again[0].system_attrs["fixed_params"] == point
+    assert again[0].user_attrs == {"retry_of": asked.number, "attempt": 2}
+    assert trials[unmarked.number].state == TrialState.FAIL and "retried" not in trials[unmarked.number].user_attrs

@@ -262,13 +262,17 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def retry_or_not(study: optuna.Study, trial: optuna.Trial, failure: str, policy: Failures) -> bool:
+def retry_or_not(
+    study: optuna.Study, trial: optuna.Trial, failure: str, policy: Failures, params: dict[str, Any] | None = None
+) -> bool:
     """Before a failed ``trial`` is told: record ``failure`` and, when the policy allows, queue it again.
 
-    A candidate is re-queued with its parameters (``retry_of``, ``attempt``); a baseline is asked
-    again by name (see ``pending_baselines``). Returns whether it will be retried.
+    A candidate is re-queued with its parameters (``params``, by default those it drew; ``retry_of``,
+    ``attempt``); a baseline is asked again by name (see ``pending_baselines``). Returns whether it
+    will be retried.
     """
     attrs = trial.user_attrs
+    params = trial.params if params is None else params
     trial.set_user_attr("failure", failure)
     if attrs.get("retried"):  # queued already by a worker that died before telling
         return True
@@ -276,11 +280,11 @@ def retry_or_not(study: optuna.Study, trial: optuna.Trial, failure: str, policy:
     role = attrs.get("role")
     if not policy.retries_left(failure, attempt) or role not in ("candidate", "baseline"):
         return False
-    if role == "candidate" and not trial.params:
-        return False  # died before sampling: nothing was evaluated, nothing to repeat
+    if role == "candidate" and not params:
+        return False  # died before drawing its parameters: nothing was evaluated, nothing to repeat
     trial.set_user_attr("retried", True)
     if role == "candidate":
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "attempt": attempt + 1})
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "attempt": attempt + 1})
     return True
 
 
@@ -299,7 +303,8 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
         handle.set_user_attr("state", "failed")
         handle.set_user_attr("stale", True)
         handle.set_user_attr("reason", f"the search process running it ({who or 'unknown'}) stopped (crash or kill)")
-        retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy)
+        queued = t.system_attrs.get("fixed_params") or {}  # a retry that died before it drew its queued parameters
+        retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy, {**queued, **t.params})
         study.tell(t.number, state=TrialState.FAIL)
         stale.append(t.number)
     return stale
