@@ -119,6 +119,7 @@ def test_a_changed_study_is_an_error_that_says_what_changed(tmp_path: Path) -> N
         run_search(changed, root=tmp_path / "runs", space=TinySpace())
 
 
+@pytest.mark.slow
 def test_a_second_search_of_the_same_study_shares_it(tmp_path: Path) -> None:
     """Two processes on one journal: the budget is shared exactly, no genotype is trained twice, one baseline."""
     budget = 10
