@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +52,54 @@ def tiny_config(folder: Path, **overrides: Any) -> StudyConfig:
     }
     base.update(overrides)
     return StudyConfig.model_validate(base)
+
+
+WORKER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from search_helpers import TinySpace, tiny_config
+from nasx.search import run_search
+
+cfg = tiny_config(Path({folder!r}), **{overrides!r})
+ready = Path({ready!r})
+(ready / {name!r}).touch()
+deadline = time.time() + 120
+while len(list(ready.iterdir())) < {workers}:  # start together, once all have imported torch and optuna
+    if time.time() > deadline:
+        sys.exit("the other workers did not start")
+    time.sleep(0.05)
+run_search(cfg, root=Path({folder!r}) / "runs", space=TinySpace(), dry_run_s={dry_run_s!r})
+"""
+
+
+@contextmanager
+def workers(folder: Path, n: int, dry_run_s: float, **overrides: Any) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``n`` search processes on the study ``tiny_config(folder, **overrides)``, released at the same moment;
+    any still running when the block ends are killed.
+
+    Trials sleep ``dry_run_s`` instead of training (``run_search(dry_run_s=...)``).
+    """
+    tiny_data(folder)  # once, before the workers race to write it
+    ready = folder / "ready"
+    ready.mkdir(parents=True, exist_ok=True)
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "NASX_CACHE": str(folder / "cache")}
+    procs = []
+    for i in range(n):
+        script = WORKER_SCRIPT.format(
+            tests=tests, folder=str(folder), overrides=overrides, ready=str(ready), name=f"w{i}", workers=n, dry_run_s=dry_run_s
+        )
+        procs.append(subprocess.Popen([sys.executable, "-c", script], env=env))
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def trained_per_digest(rows: list[dict[str, Any]]) -> Counter[str]:
+    """How many trials of each genotype were trained to a result (complete or stopped early)."""
+    return Counter(r["digest"] for r in rows if r["state"] in ("complete", "stopped"))

@@ -65,7 +65,11 @@ class SamplerConfig(Frozen):
 
 
 class Budget(Frozen):
-    """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs."""
+    """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs and workers.
+
+    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
+    ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
+    """
 
     trials: PositiveInt | None = None
     wall_time: Annotated[float, Field(gt=0)] | None = None
@@ -105,6 +109,38 @@ class ExecutorConfig(Frozen):
     address: str | None = None
 
 
+class FailureKind(StrEnum):
+    """Why a trial failed. ``non_finite_loss`` repeats (same genotype, recipe and seed) and is never retried."""
+
+    CRASH = "crash"  # an exception while training (a CUDA error, a bug in a block)
+    OUT_OF_MEMORY = "out_of_memory"  # device or host memory; may pass when the device is less busy
+    WORKER_LOST = "worker_lost"  # the process running it died (kill -9, a lost Ray worker or node)
+    NON_FINITE_LOSS = "non_finite_loss"  # the loss diverged: deterministic
+
+
+class Failures(Frozen):
+    """The failure policy: a trial that failed for a reason in ``retry_on`` is queued again, up to ``retries`` times.
+
+    The retry is a new trial with the same parameters and the user attributes ``retry_of`` (the
+    failed trial's number) and ``attempt``; the failed trial keeps its record, marked ``retried``,
+    and no longer counts towards the trial budget (its retry does).
+    """
+
+    retries: Annotated[int, Field(strict=True, ge=0)] = 1
+    retry_on: tuple[FailureKind, ...] = (FailureKind.CRASH, FailureKind.OUT_OF_MEMORY, FailureKind.WORKER_LOST)
+
+    @field_validator("retry_on")
+    @classmethod
+    def _deterministic(cls, v: tuple[FailureKind, ...]) -> tuple[FailureKind, ...]:
+        if FailureKind.NON_FINITE_LOSS in v:
+            raise ValueError("non_finite_loss repeats with the same genotype, recipe and seed: it is never retried")
+        return v
+
+    def retries_left(self, failure: str, attempt: int) -> bool:
+        """Whether a trial on its ``attempt``-th retry (0: the first run) that failed with ``failure`` is tried again."""
+        return failure in {k.value for k in self.retry_on} and attempt < self.retries
+
+
 class StudyConfig(Frozen):
     """One study: a space searched with a sampler under a budget, every trial recorded in one Optuna study."""
 
@@ -120,6 +156,7 @@ class StudyConfig(Frozen):
     early_stopping: EarlyStopping = EarlyStopping()
     baselines: tuple[str, ...] = ()
     executor: ExecutorConfig = ExecutorConfig()
+    failures: Failures = Failures()
     storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
     seed: int = 0
     device: str | None = None

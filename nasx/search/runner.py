@@ -1,4 +1,8 @@
-"""``run_search``: open (or resume) a study and run its executor until the budget is spent."""
+"""``run_search``: join (create or resume) a study as a worker and run its executor until the budget is spent.
+
+Several ``run_search`` calls (``nasx search`` processes) may run one study at once: each is a worker
+with its own lock and identity, and they share the budget (see :mod:`nasx.search.study` for the rules).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import optuna
 
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.rungs import RungDecider
-from nasx.search.study import Progress, exclusive, open_study, progress, recover_stale, study_dir, trial_rows
+from nasx.search.study import Progress, Worker, open_study, progress, recover_stale, study_dir, trial_rows
 from nasx.search.trial import Context, Outcome, replay_rungs
 
 
@@ -58,15 +62,16 @@ def run_search(
 
         space = load_space(cfg.space)
     folder = study_dir(cfg, root)
-    with exclusive(folder):
-        study = open_study(cfg, folder, space_digest(space))
-        retried = recover_stale(study)
+    with Worker(folder, journal=not cfg.storage) as worker:
+        study = open_study(cfg, folder, space_digest(space), worker)
+        with worker.turn():
+            retried = recover_stale(study, worker, cfg.failures)
         val = cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size)
         splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
         decider = None
         if cfg.early_stopping.kind == "asha":
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
-        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device, dry_run_s)  # type: ignore[arg-type]
+        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device, worker, dry_run_s)  # type: ignore[arg-type]
         replay_rungs(ctx)
         if on_start is not None:
             on_start(ctx, retried)

@@ -1,27 +1,66 @@
-"""One Optuna study per nasx study: storage, identity checks, resume after a crash, the trial record.
+"""One Optuna study per nasx study: storage, identity checks, workers, stale trials and retries, the trial record.
 
 The study folder (``runs/<name>/`` by default) holds the journal (the default storage: a file,
-nothing to start) and a lock. Whoever holds the lock is the only search running on that journal,
-so trials still marked running when it is taken belong to a dead process: they are marked failed
-and their parameters queued again. With an RDB URL (PostgreSQL, for many machines) the storage
-lives elsewhere.
+nothing to start), ``ask.lock`` and ``workers/``. With an RDB URL (PostgreSQL, for many machines)
+the storage lives elsewhere and the folder holds only the locks.
+
+**Workers.** Every search process (``nasx search``, a ``run_search`` call) is a *worker*: its
+identity is ``<host>-<pid>-<nonce>`` (the nonce tells a reused pid from the process that had it),
+it holds ``workers/<identity>.lock`` flock'd for its lifetime (the kernel drops the lock when the
+process dies, however it dies), and it records its identity on every trial it runs (user attribute
+``worker``). Any number of workers may run one study at once. On one machine they guarantee:
+
+- **Exact stale detection.** A trial still running whose worker's lock can be taken (the process
+  is gone) is stale: it is marked failed (``failure: worker_lost``) and, by the failure policy, its
+  parameters are queued again. Trials of live workers are never touched. With journal storage a
+  running trial with no worker recorded is stale too (its worker died between the ask and the
+  mark, which happen under ``ask.lock``). Trials of workers on other machines are left alone.
+- **The budget is shared, never exceeded.** Stale recovery, the budget check (finished
+  evaluations plus candidates running on live workers) and the ask happen in one critical section
+  under ``ask.lock`` (a short flock), so N workers together evaluate exactly ``budget.trials``
+  candidates. A worker that finds the budget spent while other live workers of this machine still
+  run candidates waits for them (one may fail and be retried) before it returns.
+- **No work is duplicated.** The candidate's genotype is sampled and its digest recorded inside the
+  same critical section, so a worker sees every genotype being trained on this machine. A candidate
+  whose genotype was evaluated before is recorded as a duplicate (its result copied, nothing
+  trained). One whose genotype is being trained right now by a live worker waits for that trial
+  (user attribute ``waiting_for``) and is then settled the same way: a duplicate of it when it
+  finished complete, stopped or with a non-finite loss, or trained when it failed in a way that
+  may not repeat. Baselines are trained once per study, by whichever worker asks first.
+- **Failure policy** (``failures`` in the study config): a trial that failed by a crash, out of
+  memory or the death of its worker is queued again up to ``failures.retries`` times (``retry_of``,
+  ``attempt``); a non-finite loss is final. The failed trial keeps its record, marked ``retried``,
+  and counts towards the budget no more.
+- The n-th worker ever started on a study samples with a seed derived from ``(sampler.seed, n)``
+  (the first uses ``sampler.seed`` itself), so a second or resumed worker does not replay the
+  draws of the first.
+
+Across machines (an RDB URL) the per-machine guarantees hold on each machine; between machines
+trials are not recovered (a dead machine's running trials stay running), and the budget may be
+overshot by at most one trial per worker of another machine asking at the same moment.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
+import re
+import secrets
+import socket
+import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nasx.search.config import StudyConfig, StudyError
+from nasx.search.config import FailureKind, Failures, StudyConfig, StudyError
 from nasx.search.samplers import make_sampler
 from nasx.train.run import versions
 
@@ -33,32 +72,141 @@ def study_dir(cfg: StudyConfig, root: Path | None = None) -> Path:
     return (root or Path("runs")) / cfg.name
 
 
+class FlockJournalLock:
+    """The journal's write lock as a kernel ``flock`` on ``journal.log.flock``.
+
+    Optuna's own journal locks are files that a killed writer leaves behind: the next writer waits
+    30 s and then breaks the lock, which would also break one held by a live but slow writer. The
+    kernel drops a flock the moment its holder dies, so a ``kill -9`` in the middle of an append
+    costs nothing and a live writer's lock is never broken. (Optuna's ``BaseJournalFileLock``
+    interface: ``acquire`` and ``release``.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # drops the lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_fd": None}
+
+
 def storage_for(cfg: StudyConfig, folder: Path) -> optuna.storages.BaseStorage:
     if cfg.storage:
         return optuna.storages.RDBStorage(cfg.storage)
     from optuna.storages.journal import JournalFileBackend
 
     folder.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    lock = FlockJournalLock(folder / "journal.log.flock")
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log"), lock_obj=lock))  # type: ignore[arg-type]
 
 
-@contextmanager
-def exclusive(folder: Path) -> Iterator[None]:
-    """Hold the study's lock; a second search of the same study fails with a clear message."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "search.lock", "a+") as f:
+_HELD: set[int] = set()  # worker lock fds of this process: a forked child closes them so it cannot keep a lock alive
+
+
+def _close_held_in_child() -> None:
+    for fd in list(_HELD):
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+Liveness = Literal["live", "dead", "elsewhere"]
+
+
+class Worker:
+    """This process as a worker of the study in ``folder``: a context manager holding its lock file.
+
+    ``journal``: the study's storage is the journal file (one machine), which makes a running trial
+    with no worker recorded stale; with an RDB storage such a trial may be another machine's.
+    """
+
+    def __init__(self, folder: Path, *, journal: bool = True) -> None:
+        self.folder, self.journal = folder, journal
+        self.host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+        self.pid = os.getpid()
+        self.id = f"{self.host}-{self.pid}-{secrets.token_hex(3)}"
+        self._fd: int | None = None
+        self._turns = 0
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.folder / "workers"
+
+    def __enter__(self) -> Worker:
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        path = self.lock_dir / f"{self.id}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else takes it
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": self.pid, "started": time.time()}).encode())
+        self._fd = fd
+        _HELD.add(fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        _HELD.discard(self._fd)
+        (self.lock_dir / f"{self.id}.lock").unlink(missing_ok=True)  # still locked: nobody mistakes it for a dead one
+        os.close(self._fd)  # releases the lock
+        self._fd = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray Tune may pickle the searcher that holds the context
+        return {**self.__dict__, "_fd": None, "_turns": 0}
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold ``ask.lock``: the critical section of recovery, budget check, ask and screening (re-entrant)."""
+        if self._turns:
+            self._turns += 1
+            try:
+                yield
+            finally:
+                self._turns -= 1
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / "ask.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StudyError(f"another `nasx search` is running this study ({folder}); wait for it or stop it") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._turns = 1
             yield
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            self._turns = 0
+            os.close(fd)
+
+    def liveness(self, other: str | None) -> Liveness:
+        """Whether the worker ``other`` (a trial's ``worker`` attribute) is running, as far as this machine can tell."""
+        if other == self.id:
+            return "live"
+        if other is None:
+            return "dead" if self.journal else "elsewhere"
+        if not other.startswith(f"{self.host}-"):
+            return "elsewhere"
+        path = self.lock_dir / f"{other}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return "dead"  # a worker removes its lock file when it exits, or another found it dead
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return "live"
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        return "dead"
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -72,48 +220,141 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[st
     return out
 
 
-def open_study(cfg: StudyConfig, folder: Path, space_digest: str) -> optuna.Study:
-    """Create the study, or load it and check that space, objectives, fidelity, recipe and data are unchanged."""
-    storage = storage_for(cfg, folder)
-    directions = [o.direction for o in cfg.objectives]
-    sampler = make_sampler(cfg.sampler, len(directions))
-    identity = {**cfg.identity(), "space_digest": space_digest}
-    study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True)
-    old = study.user_attrs.get("identity")
-    if old is None:
-        study.set_user_attr("identity", identity)
-        study.set_user_attr("config", cfg.model_dump(mode="json"))
-    elif old != identity:
-        changes = "; ".join(_diff(old, identity))
-        raise StudyError(
-            f"study {cfg.name!r} in {folder} was started with another setup ({changes}); "
-            "give the changed study a new name, or delete the old folder"
-        )
-    study.set_user_attr("versions", versions())  # of the latest search run, for the report
-    return study
+def worker_seed(seed: int, n: int) -> int:
+    """The sampler seed of the ``n``-th worker started on a study (0: the first, which uses ``seed`` itself)."""
+    if n == 0:
+        return seed
+    return int(hashlib.sha256(f"{seed}:{n}".encode()).hexdigest()[:8], 16)
 
 
-def recover_stale(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a dead process: mark them failed and queue their parameters again."""
-    retried = []
+def open_study(cfg: StudyConfig, folder: Path, space_digest: str, worker: Worker | None = None) -> optuna.Study:
+    """Create the study, or load it and check that space, objectives, fidelity, recipe and data are unchanged.
+
+    With ``worker``, done under its ``ask.lock``, and the sampler is seeded for the worker's place
+    among the workers ever started on the study (see :func:`worker_seed`).
+    """
+    with worker.turn() if worker is not None else _nothing():
+        storage = storage_for(cfg, folder)
+        directions = [o.direction for o in cfg.objectives]
+        study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, load_if_exists=True)
+        old = study.user_attrs.get("identity")
+        identity = {**cfg.identity(), "space_digest": space_digest}
+        if old is None:
+            study.set_user_attr("identity", identity)
+            study.set_user_attr("config", cfg.model_dump(mode="json"))
+        elif old != identity:
+            changes = "; ".join(_diff(old, identity))
+            raise StudyError(
+                f"study {cfg.name!r} in {folder} was started with another setup ({changes}); "
+                "give the changed study a new name, or delete the old folder"
+            )
+        study.set_user_attr("versions", versions())  # of the latest search run, for the report
+        n = int(study.user_attrs.get("workers_started", 0))
+        if worker is not None:
+            study.set_user_attr("workers_started", n + 1)
+        seed = worker_seed(cfg.sampler.seed, n)
+        study.sampler = make_sampler(cfg.sampler.model_copy(update={"seed": seed}), len(directions))
+        return study
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def retry_or_not(
+    study: optuna.Study, trial: optuna.Trial, failure: str, policy: Failures, params: dict[str, Any] | None = None
+) -> bool:
+    """Before a failed ``trial`` is told: record ``failure`` and, when the policy allows, queue it again.
+
+    A candidate is re-queued with its parameters (``params``, by default those it drew; ``retry_of``,
+    ``attempt``); a baseline is asked again by name (see ``pending_baselines``). Returns whether it
+    will be retried.
+    """
+    attrs = trial.user_attrs
+    params = trial.params if params is None else params
+    trial.set_user_attr("failure", failure)
+    if attrs.get("retried"):  # queued already by a worker that died before telling
+        return True
+    attempt = int(attrs.get("attempt", 0))
+    role = attrs.get("role")
+    if not policy.retries_left(failure, attempt) or role not in ("candidate", "baseline"):
+        return False
+    if role == "candidate" and not params:
+        return False  # died before drawing its parameters: nothing was evaluated, nothing to repeat
+    trial.set_user_attr("retried", True)
+    if role == "candidate":
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "attempt": attempt + 1})
+    return True
+
+
+def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None = None) -> list[int]:
+    """Running trials whose worker is dead (see :class:`Worker`): mark them failed and retry them by ``policy``.
+
+    Call it under ``worker.turn()``. ``policy``: the study's ``failures`` (default: one retry).
+    """
+    policy = policy or Failures()
+    stale = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = t.user_attrs.get("worker")
+        if worker.liveness(who) != "dead":
+            continue
         handle = optuna.trial.Trial(study, t._trial_id)
         handle.set_user_attr("state", "failed")
         handle.set_user_attr("stale", True)
-        handle.set_user_attr("reason", "the search process running it stopped (crash or kill)")
+        handle.set_user_attr("reason", f"the search process running it ({who or 'unknown'}) stopped (crash or kill)")
+        queued = t.system_attrs.get("fixed_params") or {}  # a retry that died before it drew its queued parameters
+        retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy, {**queued, **t.params})
         study.tell(t.number, state=TrialState.FAIL)
-        if t.user_attrs.get("role") == "candidate" and t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        retried.append(t.number)
-    return retried
+        stale.append(t.number)
+    return stale
+
+
+def evaluated(t: FrozenTrial) -> bool:
+    """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
+    a = t.user_attrs
+    return (
+        t.state.is_finished()
+        and a.get("role") == "candidate"
+        and "digest" in a
+        and a.get("state") != "infeasible"
+        and not a.get("retried")
+    )
+
+
+@dataclass(frozen=True)
+class Census:
+    """The trial budget as an ask sees it (taken under ``ask.lock``, after stale recovery)."""
+
+    evaluated: int  # finished candidates that count (see :func:`evaluated`)
+    running: int  # candidates running on live workers, on this machine or elsewhere (this worker's included)
+    running_here: int  # of those, on live workers of this machine (this worker's included)
+    infeasible: int
+
+
+def census(study: optuna.Study, worker: Worker) -> Census:
+    done = running = here = infeasible = 0
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if a.get("role") != "candidate":
+            continue
+        if t.state == TrialState.RUNNING:
+            where = worker.liveness(a.get("worker"))
+            running += where != "dead"
+            here += where == "live"
+        elif evaluated(t):
+            done += 1
+        elif t.state.is_finished() and a.get("state") == "infeasible":
+            infeasible += 1
+    return Census(done, running, here, infeasible)
 
 
 @dataclass(frozen=True)
 class Progress:
     """Counts over the study's finished trials, for the budget and the live view."""
 
-    trials: int  # finished candidates that were evaluated (any state but infeasible): the trial budget
-    by_state: dict[str, int]
+    trials: int  # finished candidates that were evaluated (see :func:`evaluated`): the trial budget
+    by_state: dict[str, int]  # finished candidates by state; failed ones queued again are "retried"
     baselines: int
     best_acc: float | None
     front: int  # size of the Pareto front among complete trials
@@ -127,10 +368,10 @@ def candidates(study: optuna.Study) -> list[FrozenTrial]:
 def progress(study: optuna.Study) -> Progress:
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
-    cand = [t for t in finished if t.user_attrs.get("role") == "candidate" and not t.user_attrs.get("stale")]
+    cand = [t for t in finished if t.user_attrs.get("role") == "candidate"]
     by_state: dict[str, int] = {}
     for t in cand:
-        s = t.user_attrs.get("state", "failed")
+        s = "retried" if t.user_attrs.get("retried") else t.user_attrs.get("state", "failed")
         by_state[s] = by_state.get(s, 0) + 1
     complete = [t for t in finished if t.state == TrialState.COMPLETE and t.values]
     accs = [t.values[0] for t in complete]
@@ -139,7 +380,7 @@ def progress(study: optuna.Study) -> Progress:
     except RuntimeError:
         front = 0
     return Progress(
-        trials=sum(1 for t in cand if t.user_attrs.get("state") != "infeasible"),
+        trials=sum(1 for t in cand if evaluated(t)),
         by_state=by_state,
         baselines=sum(1 for t in finished if t.user_attrs.get("role") == "baseline"),
         best_acc=max(accs) if accs else None,
@@ -162,8 +403,17 @@ def find_duplicate(study: optuna.Study, digest: str, exclude: int) -> FrozenTria
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         same = t.number != exclude and t.state.is_finished() and a.get("digest") == digest
-        repeatable = a.get("state") in ("complete", "stopped") or str(a.get("reason", "")).startswith("non_finite_loss")
-        if same and repeatable:  # a crash or out-of-memory may not happen again: those are retried
+        repeatable = a.get("state") in ("complete", "stopped") or a.get("failure") == FailureKind.NON_FINITE_LOSS.value
+        if same and repeatable:  # a crash or out-of-memory may not happen again: those are trained again
+            return t
+    return None
+
+
+def running_twin(study: optuna.Study, digest: str, exclude: int, worker: Worker) -> FrozenTrial | None:
+    """A trial of the same genotype that a worker not known dead is training right now (this worker included)."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        a = t.user_attrs
+        if t.number != exclude and a.get("digest") == digest and a.get("training") and worker.liveness(a.get("worker")) != "dead":
             return t
     return None
 
@@ -191,6 +441,10 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "wall_s": a.get("wall_s"),
                 "device": a.get("device"),
                 "duplicate_of": a.get("duplicate_of"),
+                "worker": a.get("worker"),
+                "failure": a.get("failure"),
+                "retry_of": a.get("retry_of"),
+                "retried": bool(a.get("retried")),
             }
         )
     return rows

@@ -1,15 +1,18 @@
-"""One trial, whichever executor runs it: sample, check cost and constraints, de-duplicate, train, record.
+"""One trial, whichever executor runs it: ask, sample, check cost and constraints, de-duplicate, train, record.
 
 Every outcome is recorded in the trial's user attributes (``state``: complete, stopped,
-infeasible, failed or duplicate, with ``reason``), so the study is the one source of truth.
+infeasible, failed or duplicate, with ``reason``; a failure also has ``failure``, its kind), so the
+study is the one source of truth. :func:`next_trial` is the critical section every worker goes
+through, under the study's ``ask.lock``: recover stale trials, check the budget, ask, sample,
+screen. Its rules are stated in :mod:`nasx.search.study`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -17,9 +20,9 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.data.types import Splits
 from nasx.errors import NasxError
-from nasx.search.config import Objective, StudyConfig
+from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import find_duplicate
+from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Recipe
@@ -36,7 +39,12 @@ class Context:
     recipe: Recipe
     decider: RungDecider | None
     device: str | None
+    worker: Worker  # this process, holding its lock (see nasx.search.study)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
+
+
+#: How often a worker looks again at a trial it waits for (a twin in training, other workers' last trials).
+POLL_S = 0.5
 
 
 def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any], bool | None]) -> Any:
@@ -73,12 +81,13 @@ def costs_of(cfg: StudyConfig, params: int, macs: int) -> tuple[float, ...]:
 
 
 def replay_rungs(ctx: Context) -> None:
-    """Rebuild the rung history from the study (after a resume) so decisions stay consistent."""
+    """Bring the rung history up to date from the study (on a resume, and before every ask: other workers' results)."""
     if ctx.decider is None:
         return
     for t in ctx.study.get_trials(deepcopy=False):
         curve = t.user_attrs.get("curve") or []
-        if t.user_attrs.get("role") != "candidate" or not curve or t.user_attrs.get("state") == "duplicate":
+        a = t.user_attrs
+        if a.get("role") != "candidate" or not curve or a.get("state") == "duplicate" or a.get("retried"):
             continue
         costs = costs_of(ctx.cfg, t.user_attrs["params"], t.user_attrs["macs"])
         for m in ctx.decider.milestones:
@@ -120,6 +129,13 @@ def finish(study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[f
     return Outcome(trial.number, state, values, reason)
 
 
+def fail(ctx: Context, trial: optuna.Trial, failure: FailureKind | str, reason: str) -> Outcome:
+    """Record a failed trial (``failure``: its kind), queue it again when the failure policy says so, tell Optuna."""
+    with ctx.worker.turn():
+        retry_or_not(ctx.study, trial, str(getattr(failure, "value", failure)), ctx.cfg.failures)
+        return finish(ctx.study, trial, "failed", None, reason)
+
+
 def train_and_record(
     ctx: Context,
     trial: optuna.Trial,
@@ -152,10 +168,11 @@ def train_and_record(
         device_used[0] = result.device
     except TrainingFailed as exc:
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
-        return finish(ctx.study, trial, "failed", None, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
+        return fail(ctx, trial, exc.reason, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
     except Exception as exc:  # the search's boundary: one trial's crash is recorded, the search goes on
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
-        return finish(ctx.study, trial, "failed", None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
     trial.set_user_attr("wall_s", time.perf_counter() - t0)
     trial.set_user_attr("device", device_used[0])
     if result.state == "stopped":
@@ -164,10 +181,61 @@ def train_and_record(
     return finish(ctx.study, trial, "complete", (result.val_acc, *costs), None)
 
 
-def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, int]:
+@dataclass(frozen=True)
+class Candidate:
+    """An asked trial and its genotype, to be trained; with ``twin``, waiting for the live trial training the same genotype."""
+
+    trial: optuna.Trial
+    net: Network
+    params: int
+    macs: int
+    early_stop: bool  # candidates stop at rungs; baselines never
+    twin: int | None = None
+
+
+#: What :func:`next_trial` hands an executor: a trial to train (or wait with), an outcome already
+#: settled (infeasible, duplicate), "idle" (the budget is taken but other trials of this machine are
+#: still running: look again later) or "done".
+Step = Candidate | Outcome | Literal["idle", "done"]
+
+
+def _mark(ctx: Context, trial: optuna.Trial, role: str) -> None:
+    trial.set_user_attr("role", role)
+    trial.set_user_attr("worker", ctx.worker.id)
+
+
+def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None) -> Step:
+    """The worker's critical section (under ``ask.lock``): recover stale trials, check the budget, ask and screen.
+
+    Pending baselines come first (each asked by one worker only); then a candidate while finished
+    evaluations plus candidates running on live workers are fewer than ``budget``.
+    """
+    with ctx.worker.turn():
+        recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
+        replay_rungs(ctx)
+        if wall_time is not None and float(ctx.study.user_attrs.get("elapsed_s", 0.0)) >= wall_time:
+            return "done"
+        names = pending_baselines(ctx)
+        if names:
+            return ask_baseline(ctx, names[0])
+        c = census(ctx.study, ctx.worker)
+        if budget is not None and c.evaluated + c.running >= budget:
+            return "idle" if c.running_here else "done"
+        if c.infeasible >= infeasible_cap(budget):
+            raise StudyError(
+                f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
+                "loosen constraints or narrow the space"
+            )
+        trial = ctx.study.ask()
+        _mark(ctx, trial, "candidate")
+        return screen(ctx, trial)
+
+
+def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
     """Sample the trial's genotype and settle it without training when it is infeasible or a duplicate.
 
-    Returns the finished :class:`Outcome`, or ``(network, params, macs)`` to be trained.
+    Returns the finished :class:`Outcome`, or the :class:`Candidate` to train or to wait with.
+    Call it under ``ask.lock`` (see :func:`next_trial`), so that the running-twin check is exact.
     """
     try:
         net = ctx.space.sample(trial)
@@ -181,7 +249,18 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, i
         return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
     if limits.max_params is not None and params > limits.max_params:
         return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
-    twin = find_duplicate(ctx.study, net.digest, trial.number)
+    return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
+
+
+def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
+    """Settle ``cand`` against the trials of the same genotype (under ``ask.lock``).
+
+    A finished one whose result would repeat makes it a duplicate (nothing trained); one being
+    trained by a live worker makes it wait (``twin``); otherwise it is marked ``training`` and
+    returned to be trained.
+    """
+    trial, digest = cand.trial, cand.net.digest
+    twin = find_duplicate(ctx.study, digest, trial.number)
     if twin is not None:
         trial.set_user_attr("duplicate_of", twin.number)
         trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
@@ -191,32 +270,73 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | tuple[Network, int, i
             ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
             return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
         return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
-    return net, params, macs
+    running = running_twin(ctx.study, digest, trial.number, ctx.worker)
+    if running is not None:
+        if cand.twin != running.number:
+            trial.set_user_attr("waiting_for", running.number)
+        return replace(cand, twin=running.number)
+    trial.set_user_attr("training", True)
+    return replace(cand, twin=None)
 
 
-def run_candidate(ctx: Context, on_epoch: Callable[[], None] | None = None) -> Outcome:
-    """Ask the sampler for a candidate and take it to its final state."""
-    trial = ctx.study.ask()
-    trial.set_user_attr("role", "candidate")
-    screened = screen(ctx, trial)
-    if isinstance(screened, Outcome):
-        return screened
-    net, params, macs = screened
-    return train_and_record(ctx, trial, net, params, macs, early_stop=True, on_epoch=on_epoch)
+def twin_running(ctx: Context, number: int) -> bool:
+    """Whether trial ``number`` is still running on a worker not known dead (read without the lock)."""
+    for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number == number:
+            return ctx.worker.liveness(t.user_attrs.get("worker")) != "dead"
+    return False
+
+
+def settle(ctx: Context, cand: Candidate) -> Outcome | Candidate:
+    """Once the twin ``cand`` waited for has finished (or its worker died): place it again."""
+    with ctx.worker.turn():
+        recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
+        return place(ctx, cand)
+
+
+def wait_for_twin(ctx: Context, cand: Candidate) -> Outcome | Candidate:
+    """Block until ``cand`` no longer waits: a duplicate :class:`Outcome`, or the candidate to train."""
+    while cand.twin is not None:
+        time.sleep(POLL_S)
+        if twin_running(ctx, cand.twin):
+            continue
+        step = settle(ctx, cand)
+        if isinstance(step, Outcome):
+            return step
+        cand = step
+    return cand
 
 
 def pending_baselines(ctx: Context) -> list[str]:
-    done = {
-        t.user_attrs.get("name")
-        for t in ctx.study.get_trials(deepcopy=False)
-        if t.user_attrs.get("role") == "baseline" and t.state.is_finished() and t.user_attrs.get("state") != "failed"
-    }
-    return [b for b in ctx.cfg.baselines if b not in done]
+    """The study's baselines that no live worker is training and that have no final result (failed ones retried by policy)."""
+    taken = set()
+    for t in ctx.study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if a.get("role") != "baseline":
+            continue
+        if t.state == TrialState.RUNNING:
+            if ctx.worker.liveness(a.get("worker")) != "dead":
+                taken.add(a.get("name"))
+        elif t.state.is_finished() and not a.get("retried"):
+            taken.add(a.get("name"))
+    return [b for b in ctx.cfg.baselines if b not in taken]
 
 
-def run_baseline(ctx: Context, name: str, on_epoch: Callable[[], None] | None = None) -> Outcome:
-    """Train a zoo network with the study's recipe and fidelity, recorded as a baseline (never stopped early)."""
-    trial = ctx.study.ask()
+def ask_baseline(ctx: Context, name: str) -> Candidate:
+    """A new trial for the zoo network ``name``, recorded as a baseline (never stopped early)."""
+    study = ctx.study
+    # not study.ask(): that would take a candidate queued for retry (a waiting trial) and lose its parameters
+    trial = optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+    _mark(ctx, trial, "baseline")
+    before = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("name") == name and t.user_attrs.get("retried")
+    ]
+    if before:
+        trial.set_user_attr("retry_of", before[-1].number)
+        trial.set_user_attr("attempt", len(before))
     net = zoo.get(name)
     params, macs = record_genotype(trial, net, "baseline", name)
-    return train_and_record(ctx, trial, net, params, macs, early_stop=False, on_epoch=on_epoch)
+    trial.set_user_attr("training", True)
+    return Candidate(trial, net, params, macs, early_stop=False)

@@ -1,13 +1,17 @@
-"""The local executor: trials one after another in this process, asked from and told to the study."""
+"""The local executor: trials one after another in this process, asked from and told to the study.
+
+Any number of local workers (``nasx search`` processes) may run one study together; each goes
+through :func:`nasx.search.trial.next_trial` for every trial, which keeps the shared budget, the
+baselines and the de-duplication exact between them (the rules are in :mod:`nasx.search.study`).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from nasx.search.config import StudyError
-from nasx.search.study import add_elapsed, infeasible_cap, progress
-from nasx.search.trial import Context, Outcome, pending_baselines, run_baseline, run_candidate
+from nasx.search.study import add_elapsed
+from nasx.search.trial import POLL_S, Candidate, Context, Outcome, next_trial, train_and_record, wait_for_twin
 
 
 def run_local(
@@ -18,26 +22,26 @@ def run_local(
     on_outcome: Callable[[Outcome], None] | None = None,
     on_epoch: Callable[[], None] | None = None,
 ) -> None:
-    """Train the pending baselines, then candidates until the budget (counted across runs) is spent."""
-    for name in pending_baselines(ctx):
-        t0 = time.perf_counter()
-        outcome = run_baseline(ctx, name, on_epoch)
-        add_elapsed(ctx.study, time.perf_counter() - t0)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    """Train the pending baselines, then candidates until the budget (counted across runs and workers) is spent.
+
+    Returns when the budget is spent and no other worker of this machine still runs a candidate
+    (one of those may fail and be queued again), or when the wall time is up.
+    """
     while True:
-        p = progress(ctx.study)
-        if trials is not None and p.trials >= trials:
+        step = next_trial(ctx, trials, wall_time)
+        if step == "done":
             return
-        if wall_time is not None and p.elapsed >= wall_time:
-            return
-        if p.by_state.get("infeasible", 0) >= infeasible_cap(trials):
-            raise StudyError(
-                f"{p.by_state['infeasible']} candidates broke the constraints and only {p.trials} met them: "
-                "loosen constraints or narrow the space"
-            )
+        if step == "idle":
+            time.sleep(POLL_S)
+            continue
+        if isinstance(step, Candidate):
+            step = wait_for_twin(ctx, step)  # another worker trains the same genotype: not counted as time spent here
         t0 = time.perf_counter()
-        outcome = run_candidate(ctx, on_epoch)
-        add_elapsed(ctx.study, time.perf_counter() - t0)
+        if isinstance(step, Outcome):
+            outcome = step
+        else:
+            outcome = train_and_record(ctx, step.trial, step.net, step.params, step.macs, step.early_stop, on_epoch)
+        with ctx.worker.turn():
+            add_elapsed(ctx.study, time.perf_counter() - t0)
         if on_outcome is not None:
             on_outcome(outcome)

@@ -1,10 +1,15 @@
 """The Ray Tune executor: the same study, asked and told from a Ray Tune searcher, trials on Ray workers.
 
-The driver owns the Optuna study: :class:`StudySearcher` asks it for candidates, records
-infeasible ones and duplicates itself (they never reach a worker), and tells it every result, so
-both executors write one record. :class:`RungScheduler` applies the same rung logic as the local
-executor (``nasx.search.rungs``). Workers are reused between trials (``reuse_actors``) and keep the
-decoded data in memory. ``address`` joins an existing cluster; without it a local Ray is started.
+The driver owns the Optuna study and is the study's worker (see :mod:`nasx.search.study`): it may
+run beside other drivers or local workers on the same study. :class:`StudySearcher` asks through
+the same critical section as the local executor (:func:`nasx.search.trial.next_trial`), records
+infeasible ones and duplicates itself (they never reach a Ray worker), and tells it every result,
+so both executors write one record. :class:`RungScheduler` applies the same rung logic as the
+local executor (``nasx.search.rungs``) and notes why a trial errored: a Ray worker process that
+died is ``worker_lost``, an exception in training ``crash``; either is retried by the failure
+policy. If the driver dies, its running trials are stale to the next worker, as with the local
+executor. Ray workers are reused between trials (``reuse_actors``) and keep the decoded data in
+memory. ``address`` joins an existing cluster; without it a local Ray is started.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from nasx.errors import NasxError
+from nasx.search.config import FailureKind
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import add_elapsed, infeasible_cap, progress
-from nasx.search.trial import Context, Outcome, costs_of, finish, pending_baselines, record_genotype, screen
+from nasx.search.study import add_elapsed, progress
+from nasx.search.trial import POLL_S, Candidate, Context, Outcome, costs_of, fail, finish, next_trial, settle, twin_running
 
 _DATA: dict[tuple[Any, ...], Any] = {}  # per worker process: decoded splits, reused across trials
 
@@ -63,66 +69,90 @@ def _trainable(config: dict[str, Any]) -> None:
             }
         )
     except TrainingFailed as exc:
-        tune.report({"epoch": exc.epoch, "val_acc": 0.0, "failed": f"{exc.reason} in epoch {exc.epoch}: {exc.detail}"})
+        failed = f"{exc.reason} in epoch {exc.epoch}: {exc.detail}"
+        tune.report({"epoch": exc.epoch, "val_acc": 0.0, "failed": failed, "failure": exc.reason})
 
 
 class StudySearcher(Searcher):
-    """Asks the study for candidates (baselines first), tells it every outcome."""
+    """Asks the study for trials (baselines first) through :func:`next_trial`, tells it every outcome.
+
+    The driver is the study's worker: trials waiting for a twin trained elsewhere are held here
+    (``waiting``) and scheduled or settled as duplicates once the twin finishes; failed trials are
+    queued again by the failure policy and asked before anything new.
+    """
 
     def __init__(self, ctx: Context, budget: int | None, on_outcome: Any = None) -> None:
         super().__init__(metric="val_acc", mode="max")
         self.ctx, self.budget, self.on_outcome = ctx, budget, on_outcome
-        self.baselines = pending_baselines(ctx)
         self.live: dict[str, tuple[optuna.Trial, tuple[float, ...], list[float]]] = {}
-        self.finished = False
+        self.waiting: list[Candidate] = []
+        self.errors: dict[str, tuple[str, str]] = {}  # Tune trial id -> (failure kind, reason), from RungScheduler
+        self.error: NasxError | None = None  # raised by run_ray once Tune has stopped
 
-    def _issued(self) -> int:
-        return progress(self.ctx.study).trials + sum(
-            1 for t, _, _ in self.live.values() if t.user_attrs.get("role") == "candidate"
-        )
+    def _report(self, outcome: Outcome) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _settled(self) -> Candidate | None:
+        """A waiting candidate whose twin has finished and which must now be trained (duplicates are recorded)."""
+        for cand in list(self.waiting):
+            if cand.twin is not None and twin_running(self.ctx, cand.twin):
+                continue
+            self.waiting.remove(cand)
+            step = settle(self.ctx, cand)
+            if isinstance(step, Outcome):
+                self._report(step)
+            elif step.twin is not None:
+                self.waiting.append(step)
+            else:
+                return step
+        return None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        ctx = self.ctx
-        while True:
-            if self.baselines:
-                from nasx import zoo
+        try:
+            return self._suggest(trial_id)
+        except NasxError as exc:  # e.g. too many infeasible candidates: stop asking, run_ray raises it
+            self.error = exc
+            return Searcher.FINISHED
 
-                name = self.baselines.pop(0)
-                trial = ctx.study.ask()
-                net = zoo.get(name)
-                params, macs = record_genotype(trial, net, "baseline", name)
-                early = False
-            else:
-                if self.budget is not None and self._issued() >= self.budget:
-                    return Searcher.FINISHED
-                trial = ctx.study.ask()
-                trial.set_user_attr("role", "candidate")
-                screened = screen(ctx, trial)
-                if isinstance(screened, Outcome):  # infeasible or duplicate: recorded, never scheduled
-                    if self.on_outcome is not None:
-                        self.on_outcome(screened)
-                    if progress(ctx.study).by_state.get("infeasible", 0) >= infeasible_cap(self.budget):
-                        return Searcher.FINISHED
-                    continue
-                net, params, macs = screened
-                early = True
-            costs = costs_of(ctx.cfg, params, macs)
-            self.live[trial_id] = (trial, costs, [])
-            cfg = ctx.cfg
-            return {
-                "number": trial.number,
-                "genotype": net.to_dict(),
-                "early_stop": early,
-                "costs": list(costs),
-                "source": cfg.data.source,
-                "val_size": cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size),
-                "split_seed": cfg.data.split_seed,
-                "recipe": ctx.recipe.model_dump(mode="json"),
-                "fidelity": cfg.fidelity.model_dump(mode="json"),
-                "seed": cfg.seed,
-                "device": ctx.device,
-                "dry_run_s": ctx.dry_run_s,
-            }
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
+        ctx = self.ctx
+        cand = self._settled()
+        while cand is None:
+            if len(self.waiting) >= max(1, len(self.live)):
+                return None  # enough trials wait for twins: no more asks until one is settled
+            step = next_trial(ctx, self.budget)
+            if step == "done":
+                return None if self.waiting else Searcher.FINISHED
+            if step == "idle":  # the budget is taken; our or this machine's other running trials may still fail
+                if not self.live and not self.waiting:
+                    time.sleep(POLL_S)
+                return None
+            if isinstance(step, Outcome):  # infeasible or duplicate: recorded, never scheduled
+                self._report(step)
+                continue
+            if step.twin is not None:
+                self.waiting.append(step)
+                continue
+            cand = step
+        trial = cand.trial
+        costs = costs_of(ctx.cfg, cand.params, cand.macs)
+        self.live[trial_id] = (trial, costs, [])
+        cfg = ctx.cfg
+        return {
+            "number": trial.number,
+            "genotype": cand.net.to_dict(),
+            "early_stop": cand.early_stop,
+            "costs": list(costs),
+            "source": cfg.data.source,
+            "val_size": cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size),
+            "split_seed": cfg.data.split_seed,
+            "recipe": ctx.recipe.model_dump(mode="json"),
+            "fidelity": cfg.fidelity.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "device": ctx.device,
+            "dry_run_s": ctx.dry_run_s,
+        }
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the Optuna study is the searcher's state, persisted as it goes."""
@@ -139,6 +169,8 @@ class StudySearcher(Searcher):
         trial.set_user_attr("curve", list(curve))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
         trial, costs, curve = self.live.pop(trial_id)
         result = result or {}
         if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
@@ -149,24 +181,56 @@ class StudySearcher(Searcher):
             trial.set_user_attr("device", result["device"])
         epochs = self.ctx.cfg.epochs
         if error:
-            outcome = finish(self.ctx.study, trial, "failed", None, "the Ray worker raised an error (see the Ray logs)")
+            unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
+            kind, reason = self.errors.pop(trial_id, unknown)
+            outcome = fail(self.ctx, trial, kind, reason)
         elif result.get("failed"):
-            outcome = finish(self.ctx.study, trial, "failed", None, str(result["failed"]))
+            outcome = fail(self.ctx, trial, str(result.get("failure", FailureKind.CRASH.value)), str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
             outcome = finish(self.ctx.study, trial, "complete", (float(result["val_acc"]), *costs), None)
         else:
             trial.set_user_attr("stopped_at", len(curve))
             outcome = finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+        self._report(outcome)
+
+
+def describe_error(trial: Any) -> tuple[str, str]:
+    """The failure kind and a one-line reason of a Tune trial that errored (its pickled exception)."""
+    from ray import cloudpickle
+    from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
+
+    exc: Any = None
+    try:  # the local copy: the one in storage is synced later
+        if trial.pickled_error_file and os.path.isfile(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as f:
+                exc = cloudpickle.load(f)
+        else:
+            exc = trial.get_pickled_error()
+    except Exception as read_error:  # an unreadable error file must not take the search down
+        exc = read_error
+    if isinstance(exc, OutOfMemoryError):
+        return FailureKind.OUT_OF_MEMORY.value, "Ray's memory monitor killed the worker running it"
+    if isinstance(exc, RayActorError):
+        return FailureKind.WORKER_LOST.value, "the Ray worker process running it died (killed, or its node was lost)"
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause if exc.cause is not None else exc
+        first = str(cause).splitlines()[0] if str(cause) else ""
+        return FailureKind.CRASH.value, f"{type(cause).__name__}: {first}"
+    return FailureKind.CRASH.value, f"the Ray trial failed: {type(exc).__name__ if exc is not None else 'no error recorded'}"
 
 
 class RungScheduler(FIFOScheduler):
     """The rung logic of ``nasx.search.rungs`` as a Ray Tune scheduler (multi-objective aware)."""
 
-    def __init__(self, decider: RungDecider | None) -> None:
+    def __init__(self, decider: RungDecider | None, errors: dict[str, tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.decider = decider
+        self.errors = errors if errors is not None else {}
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        """Called by Tune just before the searcher hears of the error: note why the trial failed for it."""
+        self.errors[trial.trial_id] = describe_error(trial)
+        super().on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         if self.decider is None or not trial.config.get("early_stop") or result.get("finished") or result.get("failed"):
@@ -193,11 +257,12 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
         remaining_time = None if wall_time is None else max(1.0, wall_time - progress(ctx.study).elapsed)
         searcher = StudySearcher(ctx, trials, on_outcome)
         resources = {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
+        scheduler = RungScheduler(ctx.decider, searcher.errors)
         tuner = tune.Tuner(
             tune.with_resources(_trainable, resources),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=RungScheduler(ctx.decider),
+                scheduler=scheduler,
                 num_samples=-1,
                 max_concurrent_trials=ex.max_concurrent,
                 time_budget_s=remaining_time,
@@ -206,9 +271,10 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
             run_config=tune.RunConfig(storage_path=storage_path, name="ray", verbose=0, log_to_file=False),
         )
         tuner.fit()
-    except NasxError:
-        raise
+        if searcher.error is not None:
+            raise searcher.error
     finally:
-        add_elapsed(ctx.study, time.perf_counter() - t0)
+        with ctx.worker.turn():
+            add_elapsed(ctx.study, time.perf_counter() - t0)
         if started:
             ray.shutdown()
