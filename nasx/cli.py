@@ -360,7 +360,9 @@ def search(
         p = study_progress(ctx.study)
         view.update(task, completed=p.trials)
         if retried:
-            view.console.print(f"resumed: trials {retried} were left running by a stopped search; queued again")
+            view.console.print(
+                f"resumed: trials {retried} were left running by a stopped search: marked failed, retried by the failure policy"
+            )
         elif p.trials:
             view.console.print(f"resumed: {p.trials} trials already done")
 

@@ -32,7 +32,7 @@ FailureReason = Literal["non_finite_loss", "out_of_memory"]
 
 
 class TrainingFailed(NasxError):
-    """A run that cannot go on: ``reason`` is ``non_finite_loss`` or ``out_of_memory``; final, not retried."""
+    """A run that cannot go on: ``reason`` is ``non_finite_loss`` or ``out_of_memory`` (a search may retry the latter)."""
 
     def __init__(self, reason: FailureReason, epoch: int, detail: str) -> None:
         super().__init__(f"training failed in epoch {epoch}: {reason.replace('_', ' ')} ({detail})")
