@@ -639,3 +639,21 @@ def test_huge_depth_is_rejected_before_expansion() -> None:
     with pytest.raises(GenotypeError, match=r"stages\[0\]\.depth: .*less than or equal to 10000, got 1999999998"):
         Network.from_string("stem[conv(out=16)] | 1999999998*residual()@16")
     assert Network.from_string(f"stem[conv(out=16)] | {MAX_DEPTH}*residual()@16").stages[0].depth == MAX_DEPTH
+
+
+def test_a_key_given_twice_is_refused_at_its_line() -> None:
+    text = "stem: [{kind: conv, out: 16}]\nstages: [{block: {kind: residual}, depth: 2, channels: 16}]\nstem: []\n"
+    with pytest.raises(GenotypeError) as info:
+        Network.from_yaml(text)  # yaml.safe_load alone keeps the last one and says nothing
+    assert info.value.problems == [("line 3, column 1", "duplicate key 'stem' (first given on line 1)")]
+
+
+def test_a_genotype_file_that_is_not_text_or_not_there(tmp_path) -> None:
+    from nasx.space import load_network
+
+    binary = tmp_path / "net.yaml"
+    binary.write_bytes(b"stages: []\n\x89PNG\r\n")
+    with pytest.raises(GenotypeError, match=r"net\.yaml: cannot read the genotype file: not UTF-8 text \(byte 11 is 0x89\)"):
+        load_network(str(binary))
+    with pytest.raises(GenotypeError, match=r"gone\.yaml: cannot read the genotype file: No such file"):
+        load_network(str(tmp_path / "gone.yaml"))

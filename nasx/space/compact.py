@@ -26,8 +26,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from nasx.errors import GenotypeError
-from nasx.space.genotype import MAX_NESTING, Cell, Head, Input, Network, minimal_dict
+from nasx.space.genotype import Cell, Head, Input, Network, minimal_dict
 from nasx.space.ops import CELL_OP_ALIAS
+from nasx.yamlfiles import MAX_NESTING
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"

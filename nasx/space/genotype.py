@@ -38,6 +38,8 @@ from pydantic import (
 
 from nasx.errors import GenotypeError
 from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant, cell_op
+from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
+from nasx.yamlfiles import parse as parse_yaml
 
 # Upper bounds. Far above every published network, they keep every size torch computes (feature
 # maps, weights: at most about 2**60 elements) inside int64, and every build finite: without them a
@@ -1301,15 +1303,11 @@ class Network(_Frozen):
 
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> Network:
+        """Parse and validate a genotype's YAML text (see :mod:`nasx.yamlfiles` for what is refused)."""
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise GenotypeError([(where, f"invalid YAML: {problem}")], source) from None
-        except RecursionError:  # the YAML parser recurses once per nesting level
-            raise GenotypeError([("YAML", f"nested more than {MAX_NESTING} levels deep")], source) from None
+            data = parse_yaml(text)
+        except YamlProblem as exc:
+            raise GenotypeError([(exc.where, exc.message)], source) from None
         if not isinstance(data, dict):
             raise GenotypeError([("", f"a genotype must be a mapping, got {type(data).__name__}")], source)
         return cls.from_dict(data, source)
@@ -1322,37 +1320,6 @@ class Network(_Frozen):
 
     def __str__(self) -> str:
         return self.to_string()
-
-
-#: How deeply lists and mappings may nest in a genotype (the zoo's deepest, Inception's forks, needs 11),
-#: and how many values a genotype may hold in all (the zoo's largest holds about 2,000; YAML aliases
-#: can make a short file hold billions, "billion laughs").
-MAX_NESTING, MAX_VALUES = 50, 200_000
-
-
-def nesting_problem(data: Any, limit: int = MAX_NESTING, most: int = MAX_VALUES) -> tuple[str, str] | None:
-    """``(path, message)`` for the first list or mapping nested more than ``limit`` levels deep, or for
-    data holding more than ``most`` values; None when neither.
-
-    Checked without recursion before validation: pydantic and the YAML and torch layers recurse
-    once per level, and a hostile file could otherwise end in a RecursionError or never finish.
-    """
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
-    seen = 1
-    while stack:
-        value, path, depth = stack.pop()
-        if not isinstance(value, dict | list | tuple):
-            continue
-        if depth >= limit:
-            return (path, f"nested more than {limit} levels deep")
-        seen += len(value)
-        if seen > most:
-            return ("", f"holds more than {most} values (YAML aliases can multiply them)")
-        if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
-        else:
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
-    return None
 
 
 def minimal_dict(model: BaseModel) -> dict[str, Any]:
@@ -1469,9 +1436,9 @@ def load_network(path: str) -> Network:
 
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise GenotypeError([("", f"cannot read genotype file: {exc.strerror}")], str(p)) from None
+        text = read_text(p, "genotype file")
+    except YamlProblem as exc:
+        raise GenotypeError([(exc.where, exc.message)], str(p)) from None
     return Network.from_yaml(text, source=str(p))
 
 
