@@ -252,3 +252,60 @@ def test_arbitrary_text_gives_a_network_or_a_genotype_error(text: str) -> None:
 def test_yaml_of_any_value_gives_a_network_or_a_genotype_error(value) -> None:
     _check(Network.from_yaml, yaml.safe_dump(value))
     _check(Network.from_yaml, yaml.safe_dump(value, default_flow_style=True)[::-1])
+
+
+# ---- design spaces: templates of the same vocabulary with distributions in them ---------------------
+
+DIST_KEYS = ["choice", "labels", "int", "float", "step", "log", "shared"]
+
+
+def _distribution(children: st.SearchStrategy) -> st.SearchStrategy:
+    return (
+        st.fixed_dictionaries({"choice": st.lists(children, max_size=3)}, optional={"labels": st.lists(texts, max_size=3)})
+        | st.fixed_dictionaries({"int": st.lists(ints, max_size=3)}, optional={"step": ints, "log": st.booleans()})
+        | st.fixed_dictionaries({"float": st.lists(floats | ints, max_size=3)}, optional={"step": floats, "log": st.booleans()})
+        | st.fixed_dictionaries({"shared": texts})
+    )
+
+
+template_value = st.recursive(
+    scalars,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(KEYS + DIST_KEYS), c, max_size=4) | _distribution(c),
+    max_leaves=30,
+)
+#: Real stages whose depth and width became distributions: many of these spaces load and sample.
+searchable_stage = repeated_stage.map(
+    lambda s: {**s, "depth": {"int": [1, s["depth"]]}, "channels": {"choice": [s["channels"], 16]}}
+)
+space_file = st.fixed_dictionaries(
+    {
+        "name": st.just("fuzz"),
+        "template": st.fixed_dictionaries(
+            {"stages": st.lists(searchable_stage | explicit_stage | template_value, min_size=1, max_size=2)},
+            optional={"stem": template_value, "head": template_value},
+        ),
+    },
+    optional={"shared": st.dictionaries(texts, template_value, max_size=2), "contains": st.lists(texts, max_size=2)},
+)
+
+
+@fuzz(80)
+@given(space_file)
+def test_random_design_spaces_load_and_sample_or_give_a_space_error(value) -> None:
+    """A space either loads, sizes and samples (each draw a network or an InfeasibleSample), or is one SpaceError."""
+    from nasx.errors import InfeasibleSample, SpaceError
+    from nasx.space.design import DesignSpace
+
+    try:
+        space = DesignSpace.from_yaml(yaml.safe_dump(value))
+    except SpaceError as exc:
+        assert exc.problems and all(isinstance(p, str) and m for p, m in exc.problems)
+        return
+    assert space.size().points >= 1 and space.describe()
+    for seed in range(2):
+        try:
+            net = space.random(seed, attempts=2)
+        except InfeasibleSample as exc:
+            assert exc.problems and exc.params is not None
+            continue
+        assert space.select(space.encode(net)) == net

@@ -755,6 +755,22 @@ def _same(template: Scalar, value: Any) -> bool:
     return _same_scalar(template, value)
 
 
+_Owner = tuple[BaseModel, str]
+
+
+def _spells_same(model: BaseModel, key: str, template: Scalar) -> bool:
+    """Whether writing ``template`` for ``model``'s field ``key`` gives back ``model``.
+
+    A genotype stores what other fields imply in its canonical form (None for a residual block's
+    default ``expansion`` or a pool's stride equal to its kernel), so a template constant that
+    spells the implied value (``expansion: 1``) is not equal to the stored one but selects it.
+    """
+    try:
+        return type(model).model_validate({**minimal_dict(model), key: template}) == model
+    except (ValidationError, ValueError, TypeError):
+        return False
+
+
 def _can_be_absent(node: _Node) -> bool:
     if isinstance(node, _Const):
         return node.value is None
@@ -765,9 +781,12 @@ class _Matcher:
     def __init__(self, shared: dict[str, _Node]) -> None:
         self.shared = shared
 
-    def match(self, node: _Node, value: Any, name: str, path: str, state: _State, cell: Cell | None = None) -> _State:
+    def match(
+        self, node: _Node, value: Any, name: str, path: str, state: _State, cell: Cell | None = None, owner: _Owner | None = None
+    ) -> _State:
+        """``owner``: the genotype model and field that ``value`` is, where it is one (see :func:`_spells_same`)."""
         if isinstance(node, _Const):
-            self._const(node.value, value, path, cell, state)
+            self._const(node.value, value, path, cell, state, owner)
             return state.with_match()
         if isinstance(node, _Map):
             return self._map(node, value, name, path, state)
@@ -776,19 +795,19 @@ class _Matcher:
                 raise _Mismatch(path, f"the space has a list here, the genotype {_show(value)}", state)
             return self._items(node.items, tuple(value), 0, 0, name, path, state)
         if isinstance(node, _Choice):
-            return self._choice(node, value, name, path, state, cell)
+            return self._choice(node, value, name, path, state, cell, owner)
         if isinstance(node, _Range):
             if not node.dist.holds(value):
                 raise _Mismatch(path, f"{_show(value)} is outside the space's {node.dist}", state)
             return state.with_param(name, float(value) if isinstance(node.dist, FloatRange) else value)
         return self._shared(node, value, path, state)
 
-    def _const(self, template: Scalar, value: Any, path: str, cell: Cell | None, state: _State) -> None:
+    def _const(self, template: Scalar, value: Any, path: str, cell: Cell | None, state: _State, owner: _Owner | None) -> None:
         if cell is not None and template in CONCAT_KEYWORDS:
             states = concat_states(cell.nodes, str(template))
             if tuple(states) != value:
                 raise _Mismatch(path, f"{_show(value)} is not the {template} nodes {states} that the space concatenates", state)
-        elif not _same(template, value):
+        elif not _same(template, value) and not (owner is not None and _spells_same(*owner, template)):
             raise _Mismatch(path, f"{_show(value)} is not in the space (it has {_show(template)} here)", state)
 
     def _map(self, node: _Map, value: Any, name: str, path: str, state: _State) -> _State:
@@ -800,7 +819,7 @@ class _Matcher:
             if key not in model_fields:
                 raise _Mismatch(_sub(path, key), f"a {type(value).__name__} has no field {key!r}", state)
             cell = value if key == "concat" and isinstance(value, Cell) else None
-            state = self.match(fields[key], getattr(value, key), _join(name, key), _sub(path, key), state, cell)
+            state = self.match(fields[key], getattr(value, key), _join(name, key), _sub(path, key), state, cell, (value, key))
         for key, v in minimal_dict(value).items():
             if key not in fields and key not in ("kind", "name", "reference"):
                 raise _Mismatch(_sub(path, key), f"{_show(v)} is not in the space (the space leaves {key} at its default)", state)
@@ -841,11 +860,13 @@ class _Matcher:
         k = next(k for k, o in enumerate(node.options) if _can_be_absent(o))
         return self._absent(node.options[k], node.branch(name, k), state.with_param(name, node.choices[k]))
 
-    def _choice(self, node: _Choice, value: Any, name: str, path: str, state: _State, cell: Cell | None) -> _State:
+    def _choice(
+        self, node: _Choice, value: Any, name: str, path: str, state: _State, cell: Cell | None, owner: _Owner | None = None
+    ) -> _State:
         errors: list[_Mismatch] = []
         for k, option in enumerate(node.options):
             try:
-                found = self.match(option, value, node.branch(name, k), path, state, cell)
+                found = self.match(option, value, node.branch(name, k), path, state, cell, owner)
             except _Mismatch as exc:
                 errors.append(exc)
                 continue
