@@ -58,11 +58,32 @@ class InfeasibleSample(GenotypeError):
 
 
 def validation_problems(exc: object) -> str:
-    """A pydantic ``ValidationError`` as ``path: rule, got value`` parts joined by ``; ``."""
-    parts = []
+    """A pydantic ``ValidationError`` as ``path: rule, got value`` parts joined by ``; ``.
+
+    A field that is a union (``recipe: str | Recipe``) makes pydantic report every member, each
+    under the member's name (``recipe.str``, ``recipe.Recipe.lrr``): member names are dropped from
+    paths, and a member's "wrong type" report is dropped when another member got further.
+    """
+    rows: list[tuple[str, str, bool]] = []
     for e in exc.errors():  # type: ignore[attr-defined]
-        loc = ".".join(str(p) for p in e["loc"]) or "(top)"
+        parts = [str(p) for p in e["loc"] if not (isinstance(p, str) and _union_member(p))]
+        loc = ".".join(parts) or "(top)"
         msg = e["msg"].removeprefix("Value error, ")
-        got = f", got {e['input']!r}" if e["type"] != "missing" and "got" not in msg else ""
-        parts.append(f"{loc}: {msg}{got}")
-    return "; ".join(parts)
+        got = f", got {_short(e['input'])}" if e["type"] != "missing" and "got" not in msg else ""
+        rows.append((loc, f"{loc}: {msg}{got}", e["type"].endswith("_type")))
+    deeper = [
+        (loc, text)
+        for loc, text, wrong_type in rows
+        if not (wrong_type and any(o != loc and o.startswith((f"{loc}.", f"{loc}[")) or (o == loc and not w) for o, _, w in rows))
+    ]
+    return "; ".join(dict.fromkeys(text for _, text in deeper))
+
+
+def _union_member(part: str) -> bool:
+    """Whether a pydantic location part names a union member (a type or model name) rather than a field."""
+    return part in ("str", "int", "float", "bool", "none", "list", "dict", "tuple") or part[:1].isupper() or "[" in part
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -469,3 +469,23 @@ def test_load_space_by_name_or_path_and_unknown_names(tmp_path: Path) -> None:
     bad.write_text("name: bad\ntemplate: {stages: [{block: {kind: conv}, depth: {int: [3, 1]}, channels: 8}]}\n")
     with pytest.raises(SpaceError, match=r"bad\.yaml: template\.stages\[0\]\.depth: int range needs lo <= hi, got \[3, 1\]"):
         load_space(str(bad))
+
+
+def test_template_constants_that_spell_an_implied_value_still_encode() -> None:
+    """Found by the design-space property test: ``expansion: 1`` is stored as None (the basic block's
+    default), and ``encode`` said the network sampled from the space was not in it."""
+    space = DesignSpace.from_dict(
+        {
+            "name": "implied",
+            "template": {
+                "stem": [{"kind": "conv", "out": 16}, {"kind": "pool", "kernel": 2, "stride": {"choice": [2, 1]}}],
+                "stages": [
+                    {"block": {"kind": "residual", "expansion": {"choice": [1, 2]}}, "depth": 2, "channels": 16},
+                    {"blocks": [{"kind": "separable", "out": 32, "convs": 1, "grow_first": False}]},
+                ],
+            },
+        }
+    )
+    for params in ({"stem.1.stride": 2, "stages.0.block.expansion": 1}, {"stem.1.stride": 1, "stages.0.block.expansion": 2}):
+        net = space.select(params)
+        assert space.encode(net) == params and space.contains(net)

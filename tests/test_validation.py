@@ -207,6 +207,68 @@ CASES = {
         {"stages[0].blocks[0].out"},
         ["out"],
     ),
+    # unknown ops, by the place they are named in
+    "unknown-inception-step-op": (
+        _net(
+            stages=[
+                {"blocks": [{"kind": "inception", "branches": [[{"op": "conv", "out": 8, "kernel": 1}], [{"op": "median"}]]}]}
+            ]
+        ),
+        {"stages[0].blocks[0].branches[1][0]"},
+        ["'op'", "conv, max_pool, avg_pool", "median"],
+    ),
+    "unknown-cell-op-in-mapping-form": (
+        _net(stages=_stage({"kind": "cell", "normal": {"nodes": [[{"op": "conv9", "input": 0}, "sep3@1"]], "concat": [2]}})),
+        {"stages[0].block.normal.nodes[0][0].op"},
+        ["unknown cell op 'conv9'", "sep3"],
+    ),
+    "cell-input-pointing-at-its-own-node": (
+        _net(stages=_stage({"kind": "cell", "normal": {"nodes": [["sep3@0", ["skip", 2]]], "concat": [2]}})),
+        {"stages[0].block.normal.nodes[0][1].input"},
+        ["0..1", "got 2"],
+    ),
+    "unknown-pool-op": (
+        _net(stages=[{"blocks": [{"kind": "pool", "op": "median"}]}]),
+        {"stages[0].blocks[0].op"},
+        ["'max' or 'avg'", "'median'"],  # not pydantic's <PoolOp.MAX: 'max'>
+    ),
+    # sizes that torch cannot represent (it overflowed int64 inside the trace) or that never finish building
+    "resolution-past-the-bound": (_net(input={"resolution": 2**40}), {"input.resolution"}, ["8192", str(2**40)]),
+    "stride-past-int64": (_net(stem=[{"kind": "conv", "out": 16, "stride": 2**70}]), {"stem[0].stride"}, ["256", str(2**70)]),
+    "kernel-past-the-bound": (_net(stem=[{"kind": "conv", "out": 16, "kernel": 2**31 + 1}]), {"stem[0].kernel"}, ["256"]),
+    "padding-past-the-bound": (_net(stem=[{"kind": "conv", "out": 16, "padding": 2**40}]), {"stem[0].padding"}, ["256"]),
+    "head-pool-size-past-int64": (_net(head={"pool_size": 2**64}), {"head.pool_size"}, ["256"]),
+    "expand-past-the-bound": (
+        _net(stages=[{"blocks": [{"kind": "mbconv", "out": 16, "expand": 1e300}]}]),
+        {"stages[0].blocks[0].expand"},
+        ["64", "1e+300"],
+    ),
+    "fractal-with-2**39-convolutions": (
+        _net(stages=[{"blocks": [{"kind": "fractal", "out": 16, "columns": 40}]}]),
+        {"stages[0].blocks[0].columns"},
+        ["8", "40"],
+    ),
+    "dense-block-of-ten-million-layers": (
+        _net(stages=[{"blocks": [{"kind": "dense", "layers": 10**7, "growth": 1}]}]),
+        {"stages[0].blocks[0].layers"},
+        ["256", "10000000"],
+    ),
+    "feature-map-too-large": (
+        # 65536 x 8192 x 8192 at the stem; flattened into the classifier it made a weight of 2**62 elements
+        {
+            "input": {"resolution": 8192, "classes": 2**20},
+            "stem": [{"kind": "conv", "out": 2**16}],
+            "stages": [{"blocks": [{"kind": "conv", "out": 8, "kernel": 1}]}],
+            "head": {"pool": "none"},
+        },
+        {"stem[0]"},
+        ["too large", "65536x8192x8192"],
+    ),
+    "too-many-blocks-in-all": (
+        _net(stages=_stage({"kind": "conv"}, depth=10_000) * 3),
+        {"stages"},
+        ["at most 20000 blocks", "30001"],
+    ),
 }
 
 
@@ -217,7 +279,7 @@ def test_invalid_genotype_names_field_rule_and_value(case) -> None:
         Network.from_dict(copy.deepcopy(data))
     err = info.value
     assert isinstance(err, NasxError) and isinstance(err, ValueError)
-    assert len(err.problems) >= 1
+    assert len(err.problems) == 1, err.problems  # one message, naming the one place
     path, message = err.problems[0]
     assert path in paths, err.problems
     for phrase in phrases:
@@ -536,9 +598,62 @@ def test_mutated_dicts_give_a_network_or_a_genotype_error() -> None:
     assert valid > 0
 
 
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (Network.from_yaml, "stages: " + "[" * 5000 + "]" * 5000),
+        (Network.from_yaml, "stages: " + "{a: " * 5000 + "1" + "}" * 5000),
+        (Network.from_yaml, "stages: " + "[" * 60 + "]" * 60),
+        (Network.from_string, "[conv(out=" + "[" * 5000 + "]" * 5000 + ")]"),
+        (Network.from_string, "[inception(branches=" + "[(fork=" * 30 + "))" * 30 + ")]"),
+    ],
+    ids=["yaml-lists", "yaml-mappings", "yaml-60-levels", "string-lists", "string-forks"],
+)
+def test_deep_nesting_is_a_genotype_error_not_a_recursion_error(parse, text: str) -> None:
+    with pytest.raises(GenotypeError, match="nested more than 50 levels deep"):
+        parse(text)
+
+
+def test_deeply_nested_forks_are_a_genotype_error_naming_where() -> None:
+    steps: list = [{"op": "conv", "out": 4, "kernel": 1}]
+    for _ in range(400):  # pydantic used to give up with a RecursionError
+        steps = [{"fork": [steps, [{"op": "conv", "out": 4, "kernel": 1}]]}]
+    with pytest.raises(GenotypeError) as info:
+        Network.from_dict(_net(stages=[{"blocks": [{"kind": "inception", "branches": [steps]}]}]))
+    ((path, message),) = info.value.problems
+    assert path.startswith("stages[0].blocks[0].branches[0][0].fork[0][0].fork[0]") and "nested more than 50" in message
+
+
+def test_yaml_aliases_that_multiply_into_billions_of_values_are_refused_quickly() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    text = "\n".join([*lines, "stages: [*i]"]) + "\n"  # 10**9 values from a 400-byte file
+    with pytest.raises(GenotypeError, match="more than 200000 values"):
+        Network.from_yaml(text)
+
+
 def test_huge_depth_is_rejected_before_expansion() -> None:
     from nasx.space.genotype import MAX_DEPTH
 
     with pytest.raises(GenotypeError, match=r"stages\[0\]\.depth: .*less than or equal to 10000, got 1999999998"):
         Network.from_string("stem[conv(out=16)] | 1999999998*residual()@16")
     assert Network.from_string(f"stem[conv(out=16)] | {MAX_DEPTH}*residual()@16").stages[0].depth == MAX_DEPTH
+
+
+def test_a_key_given_twice_is_refused_at_its_line() -> None:
+    text = "stem: [{kind: conv, out: 16}]\nstages: [{block: {kind: residual}, depth: 2, channels: 16}]\nstem: []\n"
+    with pytest.raises(GenotypeError) as info:
+        Network.from_yaml(text)  # yaml.safe_load alone keeps the last one and says nothing
+    assert info.value.problems == [("line 3, column 1", "duplicate key 'stem' (first given on line 1)")]
+
+
+def test_a_genotype_file_that_is_not_text_or_not_there(tmp_path) -> None:
+    from nasx.space import load_network
+
+    binary = tmp_path / "net.yaml"
+    binary.write_bytes(b"stages: []\n\x89PNG\r\n")
+    with pytest.raises(GenotypeError, match=r"net\.yaml: cannot read the genotype file: not UTF-8 text \(byte 11 is 0x89\)"):
+        load_network(str(binary))
+    with pytest.raises(GenotypeError, match=r"gone\.yaml: cannot read the genotype file: No such file"):
+        load_network(str(tmp_path / "gone.yaml"))

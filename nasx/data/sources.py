@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import pickle
 import tarfile
@@ -16,6 +17,7 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,7 +71,12 @@ def load(
     cached = cache.load(digest, description)
     if cached is not None:
         return cached
-    kind, train, test = _read_folder(path, progress) if is_folder else _read_archive(path, progress)
+    try:
+        kind, train, test = _read_folder(path, progress) if is_folder else _read_archive(path, progress)
+    except DataError as exc:
+        if isinstance(source, str) and source == "download":  # verified when fetched, damaged since (a cut copy, a bad disk)
+            raise DataError(f"{exc}; the downloaded archive is damaged: delete {path} and load 'download' again") from exc
+        raise
     dataset = Dataset(train=train, test=test, source=description, digest=digest)
     cache.store(dataset, kind)
     return dataset
@@ -126,7 +133,10 @@ def _read_folder(path: Path, progress: bool) -> tuple[str, ImageSet, ImageSet]:
 def read_tar_files(path: Path) -> dict[str, bytes]:
     """Every regular file of a tar archive (any compression) by its normalized relative name.
 
-    Nothing is extracted to disk, so member names cannot escape anywhere.
+    Nothing is extracted to disk, so member names cannot escape anywhere. The compressed stream is
+    read to its end, so that its own check (gzip's CRC-32 and length, xz's and bz2's CRCs) runs:
+    tarfile stops at the end-of-archive marker, before gzip's trailer, and a flipped byte in a
+    stored (incompressible) block would otherwise come back as silently different pixels.
     """
     files: dict[str, bytes] = {}
     try:
@@ -140,8 +150,10 @@ def read_tar_files(path: Path) -> dict[str, bytes]:
                 handle = tar.extractfile(member)
                 if handle is not None:
                     files[name] = handle.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable tar archive ({exc}); {EXPECTED}") from exc
+            while tar.fileobj is not None and tar.fileobj.read(_CHUNK):
+                pass  # the rest of the stream: end-of-archive blocks, then the compressor's trailer and its check
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: not a readable tar archive, or a damaged one ({exc}); {EXPECTED}") from exc
     return files
 
 
@@ -310,9 +322,15 @@ def imagefolder_layout(names: Sequence[str], *, where: str) -> ImageFolderLayout
     """
     by_split: dict[str, dict[str, list[str]]] = {s: {} for s in _SPLITS}
     tops: set[str] = set()
+    stray: dict[str, str] = {}  # split -> an image inside it at the wrong depth, to show in the error
     for name in names:
         parts = name.split("/")
-        if len(parts) < 3 or parts[-3] not in _SPLITS or PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES:
+        if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if len(parts) < 3 or parts[-3] not in _SPLITS:
+            for split in _SPLITS:
+                if split in parts[:-1]:
+                    stray.setdefault(split, name)
             continue
         tops.add("/".join(parts[:-3]))
         by_split[parts[-3]].setdefault(parts[-2], []).append(name)
@@ -321,7 +339,8 @@ def imagefolder_layout(names: Sequence[str], *, where: str) -> ImageFolderLayout
         raise DataError(f"{where}: train/ and test/ image folders found under several top folders ({listed}); expected one")
     for split in _SPLITS:
         if not by_split[split]:
-            raise DataError(f"{where}: no images under {split}/<class>/; {EXPECTED}")
+            found = f" (found {stray[split]}, which is not {split}/<class>/<image>)" if split in stray else ""
+            raise DataError(f"{where}: no images under {split}/<class>/{found}; {EXPECTED}")
     classes = tuple(sorted(by_split["train"]))
     unknown = sorted(set(by_split["test"]) - set(classes))
     if unknown:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
+from nasx.yamlfiles import YamlProblem, read_text
+from nasx.yamlfiles import parse as parse_yaml
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
@@ -172,6 +174,18 @@ class StudyConfig(Frozen):
             raise ValueError("latency is not measured yet; use macs or params")
         return v
 
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from nasx import zoo
+
+        for i, name in enumerate(v):
+            if name not in zoo.names():
+                close = difflib.get_close_matches(name, zoo.names(), n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "see `nasx zoo`"
+                raise ValueError(f"item {i} is not a zoo network, got {name!r}; {hint}")
+        return v
+
     @field_validator("recipe")
     @classmethod
     def _recipe(cls, v: str | Recipe) -> str | Recipe:
@@ -198,16 +212,26 @@ class StudyConfig(Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> StudyConfig:
+        """Read and validate a study file, its design space included, so that a bad file fails before any trial.
+
+        Raises :class:`StudyError` with one message naming the place: the line and column of a YAML
+        syntax error or of a key given twice, or the field path of a value that breaks a rule.
+        """
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise StudyError(f"{path}: cannot read the study config: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise StudyError(f"{path}: not valid YAML: {exc}") from None
+            data = parse_yaml(read_text(path, "study config"))
+        except YamlProblem as exc:
+            raise StudyError(f"{path}: {exc}") from None
         if not isinstance(data, dict):
             raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
-        return validated(data, str(path))
+        cfg = validated(data, str(path))
+        from nasx.space.design import load_space
+
+        try:
+            load_space(cfg.space)
+        except NasxError as exc:
+            raise StudyError(f"{path}: space: {exc}") from None
+        return cfg
 
 
 def validated(data: dict[str, Any], where: str) -> StudyConfig:

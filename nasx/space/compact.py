@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from nasx.errors import GenotypeError
 from nasx.space.genotype import Cell, Head, Input, Network, minimal_dict
 from nasx.space.ops import CELL_OP_ALIAS
+from nasx.yamlfiles import MAX_NESTING
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)"
@@ -104,6 +105,12 @@ class _Parser:
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0  # open brackets and parentheses: the parser recurses once per level
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.fail(f"brackets nested more than {MAX_NESTING} levels deep")
 
     def fail(self, msg: str, pos: int | None = None) -> None:
         if pos is None:
@@ -141,16 +148,19 @@ class _Parser:
 
     def list(self, item: Any) -> list[Any]:
         self.take("punct", "[")
+        self.enter()
         items: list[Any] = []
         while self.peek() != ("punct", "]"):
             items.append(item())
             if self.peek() != ("punct", "]"):
                 self.take("punct", ",")
         self.take("punct", "]")
+        self.depth -= 1
         return items
 
     def kwargs(self) -> dict[str, Any]:
         self.take("punct", "(")
+        self.enter()
         out: dict[str, Any] = {}
         while self.peek() != ("punct", ")"):
             key = self.take("ident")
@@ -159,6 +169,7 @@ class _Parser:
             if self.peek() != ("punct", ")"):
                 self.take("punct", ",")
         self.take("punct", ")")
+        self.depth -= 1
         return out
 
     def block(self) -> dict[str, Any]:

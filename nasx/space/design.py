@@ -68,12 +68,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Protocol, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from nasx.errors import GenotypeError, InfeasibleSample, NotInSpaceError, SpaceError
 from nasx.space.genotype import Cell, CellEdge, ForkStep, Network, minimal_dict
 from nasx.space.ops import CellOp, cell_op
+from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
+from nasx.yamlfiles import parse as parse_yaml
 
 _HERE = Path(__file__).resolve().parent.parent
 
@@ -230,6 +232,11 @@ class _Const:
 
 
 @dataclass(frozen=True)
+class _Failed(_Const):
+    """What the parser leaves where a value was malformed (the problem is already reported)."""
+
+
+@dataclass(frozen=True)
 class _Map:
     fields: tuple[tuple[str, _Node], ...]
 
@@ -344,7 +351,7 @@ class _Parser:
 
     def fail(self, path: str, message: str) -> _Const:
         self.problems.append((path, message))
-        return _Const(None)
+        return _Failed(None)
 
     def node(self, raw: Any, path: str) -> _Node:
         if isinstance(raw, dict):
@@ -409,7 +416,8 @@ class _Parser:
 
     def _bounds(self, raw: dict[str, Any], kind: str, path: str, check: Any) -> tuple[Any, Any] | None:
         bounds = raw[kind]
-        if not isinstance(bounds, list) or len(bounds) != 2 or not all(check(b) for b in bounds):
+        finite = isinstance(bounds, list) and all(not isinstance(b, float) or math.isfinite(b) for b in bounds)
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(check(b) for b in bounds) or not finite:
             self.fail(path, f"{kind} range is [lo, hi] with {kind} bounds, got {bounds!r}")
             return None
         lo, hi = bounds
@@ -422,7 +430,7 @@ class _Parser:
         bounds = self._bounds(raw, "int", path, _is_int)
         step, log = raw.get("step", 1), raw.get("log", False)
         if bounds is None:
-            return _Const(None)
+            return _Failed(None)
         lo, hi = bounds
         if not _is_int(step) or step < 1:
             return self.fail(f"{path}.step", f"an int range's step is a positive int, got {step!r}")
@@ -440,7 +448,7 @@ class _Parser:
         bounds = self._bounds(raw, "float", path, _is_number)
         step, log = raw.get("step"), raw.get("log", False)
         if bounds is None:
-            return _Const(None)
+            return _Failed(None)
         lo, hi = float(bounds[0]), float(bounds[1])
         if step is not None and (not _is_number(step) or step <= 0):
             return self.fail(f"{path}.step", f"a float range's step is a positive number, got {step!r}")
@@ -516,13 +524,61 @@ def _check_fields(node: _Node, candidates: list[type[BaseModel]], path: str, wal
         model = _pick_model(candidates, node, path, walk.problems)
         if model is None:
             return
+        given = {key for key, _ in node.fields}
+        for key, info in model.model_fields.items():
+            if info.is_required() and key not in given and key not in ("kind", "op"):
+                walk.problems.append((f"{path}.{key}", f"required field is missing (a {model.__name__} needs it)"))
         for key, child in node.fields:
             info = model.model_fields.get(key)
             if info is None:
                 known = ", ".join(model.model_fields)
                 walk.problems.append((f"{path}.{key}", f"unknown field; a {model.__name__} has {known}"))
             else:
+                _check_value(model, key, info, child, f"{path}.{key}", walk)
                 _check_fields(child, _models_in(info.annotation), f"{path}.{key}", walk)
+
+
+def _check_value(model: type[BaseModel], key: str, info: FieldInfo, node: _Node, path: str, walk: _Walk) -> None:
+    """A field's constant, each of its plain choice options and its range bounds must have the field's type.
+
+    So ``depth: two`` or ``kernel: {choice: [3, x]}`` is an error when the space is loaded, not an
+    infeasible sample in every trial that draws it. Fields with their own before-validators (a cell
+    edge's op aliases) and a cell's ``concat`` keywords are left to sampling.
+    """
+    if any(key in dec.info.fields for dec in model.__pydantic_decorators__.field_validators.values()):
+        return
+    if isinstance(node, _Failed):
+        return
+    if isinstance(node, _Const):
+        values = [(path, node.value)]
+    elif isinstance(node, _Choice) and node.plain:
+        values = [(f"{path}.choice[{i}]", o.value) for i, o in enumerate(node.options)]  # type: ignore[union-attr]
+    elif isinstance(node, _Range):
+        values = [(path, node.dist.lo), (path, node.dist.hi)]
+    else:
+        return
+    adapter = _adapter(model, key)
+    for where, value in values:
+        if key == "concat" and value in CONCAT_KEYWORDS:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            rule = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            walk.problems.append((where, f"{rule} for {model.__name__}.{key}, got {_show(value)}"))
+            return
+
+
+_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
+
+
+def _adapter(model: type[BaseModel], key: str) -> TypeAdapter[Any]:
+    """A validator of one field of ``model`` on its own (its annotation and constraints, not the model's validators)."""
+    if (model, key) not in _ADAPTERS:
+        info = model.model_fields[key]
+        annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation  # type: ignore[valid-type]
+        _ADAPTERS[model, key] = TypeAdapter(annotation)
+    return _ADAPTERS[model, key]
 
 
 @dataclass
@@ -699,6 +755,22 @@ def _same(template: Scalar, value: Any) -> bool:
     return _same_scalar(template, value)
 
 
+_Owner = tuple[BaseModel, str]
+
+
+def _spells_same(model: BaseModel, key: str, template: Scalar) -> bool:
+    """Whether writing ``template`` for ``model``'s field ``key`` gives back ``model``.
+
+    A genotype stores what other fields imply in its canonical form (None for a residual block's
+    default ``expansion`` or a pool's stride equal to its kernel), so a template constant that
+    spells the implied value (``expansion: 1``) is not equal to the stored one but selects it.
+    """
+    try:
+        return type(model).model_validate({**minimal_dict(model), key: template}) == model
+    except (ValidationError, ValueError, TypeError):
+        return False
+
+
 def _can_be_absent(node: _Node) -> bool:
     if isinstance(node, _Const):
         return node.value is None
@@ -709,9 +781,12 @@ class _Matcher:
     def __init__(self, shared: dict[str, _Node]) -> None:
         self.shared = shared
 
-    def match(self, node: _Node, value: Any, name: str, path: str, state: _State, cell: Cell | None = None) -> _State:
+    def match(
+        self, node: _Node, value: Any, name: str, path: str, state: _State, cell: Cell | None = None, owner: _Owner | None = None
+    ) -> _State:
+        """``owner``: the genotype model and field that ``value`` is, where it is one (see :func:`_spells_same`)."""
         if isinstance(node, _Const):
-            self._const(node.value, value, path, cell, state)
+            self._const(node.value, value, path, cell, state, owner)
             return state.with_match()
         if isinstance(node, _Map):
             return self._map(node, value, name, path, state)
@@ -720,19 +795,19 @@ class _Matcher:
                 raise _Mismatch(path, f"the space has a list here, the genotype {_show(value)}", state)
             return self._items(node.items, tuple(value), 0, 0, name, path, state)
         if isinstance(node, _Choice):
-            return self._choice(node, value, name, path, state, cell)
+            return self._choice(node, value, name, path, state, cell, owner)
         if isinstance(node, _Range):
             if not node.dist.holds(value):
                 raise _Mismatch(path, f"{_show(value)} is outside the space's {node.dist}", state)
             return state.with_param(name, float(value) if isinstance(node.dist, FloatRange) else value)
         return self._shared(node, value, path, state)
 
-    def _const(self, template: Scalar, value: Any, path: str, cell: Cell | None, state: _State) -> None:
+    def _const(self, template: Scalar, value: Any, path: str, cell: Cell | None, state: _State, owner: _Owner | None) -> None:
         if cell is not None and template in CONCAT_KEYWORDS:
             states = concat_states(cell.nodes, str(template))
             if tuple(states) != value:
                 raise _Mismatch(path, f"{_show(value)} is not the {template} nodes {states} that the space concatenates", state)
-        elif not _same(template, value):
+        elif not _same(template, value) and not (owner is not None and _spells_same(*owner, template)):
             raise _Mismatch(path, f"{_show(value)} is not in the space (it has {_show(template)} here)", state)
 
     def _map(self, node: _Map, value: Any, name: str, path: str, state: _State) -> _State:
@@ -744,7 +819,7 @@ class _Matcher:
             if key not in model_fields:
                 raise _Mismatch(_sub(path, key), f"a {type(value).__name__} has no field {key!r}", state)
             cell = value if key == "concat" and isinstance(value, Cell) else None
-            state = self.match(fields[key], getattr(value, key), _join(name, key), _sub(path, key), state, cell)
+            state = self.match(fields[key], getattr(value, key), _join(name, key), _sub(path, key), state, cell, (value, key))
         for key, v in minimal_dict(value).items():
             if key not in fields and key not in ("kind", "name", "reference"):
                 raise _Mismatch(_sub(path, key), f"{_show(v)} is not in the space (the space leaves {key} at its default)", state)
@@ -785,11 +860,13 @@ class _Matcher:
         k = next(k for k, o in enumerate(node.options) if _can_be_absent(o))
         return self._absent(node.options[k], node.branch(name, k), state.with_param(name, node.choices[k]))
 
-    def _choice(self, node: _Choice, value: Any, name: str, path: str, state: _State, cell: Cell | None) -> _State:
+    def _choice(
+        self, node: _Choice, value: Any, name: str, path: str, state: _State, cell: Cell | None, owner: _Owner | None = None
+    ) -> _State:
         errors: list[_Mismatch] = []
         for k, option in enumerate(node.options):
             try:
-                found = self.match(option, value, node.branch(name, k), path, state, cell)
+                found = self.match(option, value, node.branch(name, k), path, state, cell, owner)
             except _Mismatch as exc:
                 errors.append(exc)
                 continue
@@ -919,6 +996,9 @@ class DesignSpace:
         """Validate a design-space mapping; raises :class:`SpaceError` naming every offending path."""
         if not isinstance(data, dict):
             raise SpaceError([("", f"a design space is a mapping, got {type(data).__name__}")], source)
+        too_deep = nesting_problem(data)
+        if too_deep is not None:
+            raise SpaceError([too_deep], source)
         try:
             spec = _SpaceFile.model_validate(data)
         except ValidationError as exc:
@@ -938,18 +1018,25 @@ class DesignSpace:
         _check_fields(root, [Network], "template", walk)
         unused = [n for n in shared if n not in set(_shared_refs(root))]
         walk.problems += [(f"shared.{n}", "is never used by the template") for n in unused]
+        from nasx import zoo  # here, not at the top: nasx.zoo imports this package
+
+        known = zoo.names()
+        for i, member in enumerate(spec.contains):
+            if member not in known:
+                close = difflib.get_close_matches(member, known, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else "see nasx.zoo.names()"
+                walk.problems.append((f"contains[{i}]", f"unknown zoo network {member!r}; {hint}"))
         if walk.problems:
             raise SpaceError(list(dict.fromkeys(walk.problems)), source)
         return cls(spec.name, spec.description, spec.contains, spec.template, spec.shared, root, shared)
 
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> DesignSpace:
+        """Parse and validate a design-space file's text (see :mod:`nasx.yamlfiles` for what is refused)."""
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-            raise SpaceError([(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")], source) from None
+            data = parse_yaml(text)
+        except YamlProblem as exc:
+            raise SpaceError([(exc.where, exc.message)], source) from None
         return cls.from_dict(data, source)
 
     # ---- sampling -------------------------------------------------------------------------
@@ -1069,9 +1156,9 @@ def load_space(name_or_path: str) -> DesignSpace:
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(space_names())}"
             raise SpaceError([("", f"unknown design space {name_or_path!r}; {hint}")])
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise SpaceError([("", f"cannot read design-space file: {exc.strerror}")], str(p)) from None
+        text = read_text(p, "design-space file")
+    except YamlProblem as exc:
+        raise SpaceError([(exc.where, exc.message)], str(p)) from None
     return DesignSpace.from_yaml(text, source=str(p))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
@@ -37,12 +38,40 @@ from pydantic import (
 
 from nasx.errors import GenotypeError
 from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant, cell_op
+from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
+from nasx.yamlfiles import parse as parse_yaml
+
+# Upper bounds. Far above every published network, they keep every size torch computes (feature
+# maps, weights: at most about 2**60 elements) inside int64, and every build finite: without them a
+# ten-line file could ask for a 2**40-pixel input or a fractal block of 2**39 convolutions, which
+# torch reports as an overflow deep inside a trace, or never finishes building.
+#: Widths a genotype states: ``out``, ``channels``, hidden layers, ``growth``, ``groups``, input channels.
+MAX_WIDTH = 2**16
+#: Kernel sides, strides, paddings, dilations and pooling windows.
+MAX_WINDOW = 256
+#: Input resolution (pixels a side).
+MAX_RESOLUTION = 8192
+#: Classes of the classifier.
+MAX_CLASSES = 2**20
+#: Channels of a feature map between blocks (concatenations make them wider than any one ``out``).
+MAX_FEATURE_CHANNELS = 2**20
+#: Elements (channels x height x width) of a feature map between blocks, at batch 1.
+MAX_FEATURE_ELEMENTS = 2**36
+#: Multipliers of a width: a residual block's ``width``, an mbconv's ``expand``, a dense layer's ``bn_size``.
+MAX_RATIO = 64
+#: Layers of one dense block, convolutions of one separable block, columns of one fractal block
+#: (a fractal block has 2**columns - 1 convolutions).
+MAX_DENSE_LAYERS, MAX_SEPARABLE_CONVS, MAX_FRACTAL_COLUMNS = 256, 16, 8
+#: Nodes of one micro cell (DARTS has 4, NASNet and AmoebaNet 5).
+MAX_CELL_NODES = 64
 
 # Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Width = Annotated[int, Field(strict=True, gt=0, le=MAX_WIDTH)]
+Window = Annotated[int, Field(strict=True, gt=0, le=MAX_WINDOW)]
+Pad = Annotated[int, Field(strict=True, ge=0, le=MAX_WINDOW)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
-Kernel = PositiveInt | tuple[PositiveInt, PositiveInt]
+Kernel = Window | tuple[Window, Window]
 
 
 class Shape(NamedTuple):
@@ -147,12 +176,12 @@ class ConvBlock(_Block):
     """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG)."""
 
     kind: Literal[Kind.CONV] = Kind.CONV
-    out: PositiveInt | None = None
+    out: Width | None = None
     kernel: Kernel = 3
-    stride: PositiveInt = 1
-    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None = None
-    dilation: PositiveInt = 1
-    groups: PositiveInt = 1
+    stride: Window = 1
+    padding: Pad | tuple[Pad, Pad] | None = None
+    dilation: Window = 1
+    groups: Width = 1
     bias: StrictBool = False
     norm: Norm = Norm.BN
     act: Act = Act.RELU
@@ -185,8 +214,8 @@ class PoolBlock(_Block):
     kind: Literal[Kind.POOL] = Kind.POOL
     op: Literal[PoolOp.MAX, PoolOp.AVG] = PoolOp.MAX
     kernel: Kernel = 2
-    stride: PositiveInt | None = None
-    padding: NonNegativeInt = 0
+    stride: Window | None = None
+    padding: Pad = 0
     ceil_mode: StrictBool = False
     dropout: Probability = 0.0
 
@@ -224,11 +253,11 @@ class MlpConvBlock(_Block):
     """
 
     kind: Literal[Kind.MLPCONV] = Kind.MLPCONV
-    out: PositiveInt | None = None
-    hidden: tuple[PositiveInt, ...] = Field(min_length=1)
+    out: Width | None = None
+    hidden: tuple[Width, ...] = Field(min_length=1)
     kernel: Kernel = 3
-    stride: PositiveInt = 1
-    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None = None
+    stride: Window = 1
+    padding: Pad | tuple[Pad, Pad] | None = None
     bias: StrictBool = True
     norm: Norm = Norm.NONE
     act: Act = Act.RELU
@@ -258,7 +287,7 @@ def _odd(v: int) -> int:
     return v
 
 
-OddKernel = Annotated[PositiveInt, AfterValidator(_odd)]
+OddKernel = Annotated[Window, AfterValidator(_odd)]
 
 
 class ResidualBlock(_Block):
@@ -276,12 +305,12 @@ class ResidualBlock(_Block):
 
     kind: Literal[Kind.RESIDUAL] = Kind.RESIDUAL
     variant: Variant = Variant.BASIC
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
+    out: Width | None = None
+    stride: Window = 1
     kernel: OddKernel = 3
-    expansion: PositiveInt | None = None
-    width: float = Field(default=1.0, gt=0)
-    groups: PositiveInt = 1
+    expansion: Width | None = None
+    width: float = Field(default=1.0, gt=0, le=MAX_RATIO)
+    groups: Width = 1
     preact: StrictBool = False
     shortcut: Shortcut = Shortcut.PROJECT
     se: Probability = 0.0
@@ -354,10 +383,10 @@ class DenseBlock(_Block):
 
     derived_out: ClassVar[bool] = True
     kind: Literal[Kind.DENSE] = Kind.DENSE
-    out: PositiveInt | None = None
-    layers: PositiveInt
-    growth: PositiveInt
-    bn_size: NonNegativeInt = 4
+    out: Width | None = None
+    layers: Annotated[int, Field(strict=True, gt=0, le=MAX_DENSE_LAYERS)]
+    growth: Width
+    bn_size: Annotated[int, Field(strict=True, ge=0, le=MAX_RATIO)] = 4
     kernel: OddKernel = 3
     act: Act = Act.RELU
     dropout: Probability = 0.0
@@ -376,7 +405,7 @@ class TransitionBlock(_Block):
 
     derived_out: ClassVar[bool] = True
     kind: Literal[Kind.TRANSITION] = Kind.TRANSITION
-    out: PositiveInt | None = None
+    out: Width | None = None
     compression: float = Field(default=0.5, gt=0.0, le=1.0)
     act: Act = Act.RELU
 
@@ -409,10 +438,10 @@ class SeparableBlock(_Block):
     """
 
     kind: Literal[Kind.SEPARABLE] = Kind.SEPARABLE
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
+    out: Width | None = None
+    stride: Window = 1
     kernel: OddKernel = 3
-    convs: PositiveInt = 2
+    convs: Annotated[int, Field(strict=True, gt=0, le=MAX_SEPARABLE_CONVS)] = 2
     grow_first: StrictBool = True
     act_first: StrictBool = True
     act_last: StrictBool = False
@@ -446,8 +475,8 @@ class FireBlock(_Block):
     """
 
     kind: Literal[Kind.FIRE] = Kind.FIRE
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
+    out: Width | None = None
+    stride: Window = 1
     squeeze: float = Field(default=0.125, gt=0.0, le=1.0)
     pct3x3: float = Field(default=0.5, gt=0.0, lt=1.0)
     act: Act = Act.RELU
@@ -485,10 +514,10 @@ class MBConvBlock(_Block):
     """
 
     kind: Literal[Kind.MBCONV] = Kind.MBCONV
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
+    out: Width | None = None
+    stride: Window = 1
     kernel: OddKernel = 3
-    expand: float = Field(default=6.0, gt=0.0)
+    expand: float = Field(default=6.0, gt=0.0, le=MAX_RATIO)
     se: Probability = 0.0
     act: Act = Act.RELU6
 
@@ -515,7 +544,7 @@ class MBConvBlock(_Block):
 # branches, so a block's ``out`` and ``stride`` are only checks (stored as None when they agree).
 
 _StrictBool = StrictBool
-_Padding = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None
+_Padding = Pad | tuple[Pad, Pad] | None
 _STEP_TAGS = {"conv", "pool", "fork"}  # tags of the step union, dropped from error paths
 
 
@@ -558,9 +587,9 @@ class ConvStep(_Step):
     """Conv, BN, activation; ``bias`` for the reference projections that carry one."""
 
     op: Literal[StepOp.CONV]
-    out: PositiveInt
+    out: Width
     kernel: Kernel
-    stride: PositiveInt = 1
+    stride: Window = 1
     padding: _Padding = None
     bias: _StrictBool = False
     norm: Norm = Norm.BN
@@ -578,7 +607,7 @@ class PoolStep(_Step):
 
     op: Literal[StepOp.MAX_POOL, StepOp.AVG_POOL]
     kernel: Kernel
-    stride: PositiveInt = 1
+    stride: Window = 1
     padding: _Padding = None
 
     @model_validator(mode="after")
@@ -707,8 +736,8 @@ class InceptionBlock(_Block):
     derived_out: ClassVar[bool] = True
     kind: Literal[Kind.INCEPTION] = Kind.INCEPTION
     branches: tuple[Branch, ...] = Field(min_length=1)
-    out: PositiveInt | None = None
-    stride: PositiveInt | None = None
+    out: Annotated[int, Field(strict=True, gt=0, le=MAX_FEATURE_CHANNELS)] | None = None
+    stride: Window | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -783,8 +812,8 @@ class InceptionResidualBlock(_Block):
     scale: float = Field(default=1.0, gt=0)
     act: Act = Act.RELU
     bias: _StrictBool = True
-    out: PositiveInt | None = None
-    stride: PositiveInt | None = None
+    out: Annotated[int, Field(strict=True, gt=0, le=MAX_FEATURE_CHANNELS)] | None = None
+    stride: Window | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -862,7 +891,7 @@ class Cell(_Frozen):
     cell is expected (YAML included) and is what :meth:`to_string` writes.
     """
 
-    nodes: tuple[tuple[CellEdge, CellEdge], ...]
+    nodes: tuple[tuple[CellEdge, CellEdge], ...] = Field(max_length=MAX_CELL_NODES)
     concat: tuple[NonNegativeInt, ...]
 
     @model_validator(mode="before")
@@ -933,8 +962,8 @@ class CellBlock(_Block):
     two_inputs: ClassVar[bool] = True
 
     kind: Literal[Kind.CELL] = Kind.CELL
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
+    out: Width | None = None
+    stride: Window = 1
     normal: Cell
     reduce: Cell | None = None
     drop_path: Probability = 0.0
@@ -972,9 +1001,9 @@ class FractalBlock(_Block):
     """
 
     kind: Literal[Kind.FRACTAL] = Kind.FRACTAL
-    out: PositiveInt | None = None
-    stride: PositiveInt = 1
-    columns: PositiveInt = 3
+    out: Width | None = None
+    stride: Window = 1
+    columns: Annotated[int, Field(strict=True, gt=0, le=MAX_FRACTAL_COLUMNS)] = 3
     kernel: OddKernel = 3
     local_drop: Probability = 0.0
     global_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
@@ -996,10 +1025,10 @@ class AuxHead(_Frozen):
     Used in training only; excluded from params and MACs unless asked for.
     """
 
-    pool: PositiveInt = 5
-    pool_stride: PositiveInt = 3
-    hidden: PositiveInt = 128
-    width: PositiveInt = 768
+    pool: Window = 5
+    pool_stride: Window = 3
+    hidden: Width = 128
+    width: Width = 768
 
     def pooled(self, shape: Shape) -> Shape:
         side = [_out_side(n, self.pool, self.pool_stride, 0) for n in (shape.h, shape.w)]
@@ -1076,9 +1105,9 @@ BLOCK_TYPES: dict[Kind, type[_Block]] = {
 class Input(_Frozen):
     """Input tensor and label space."""
 
-    channels: PositiveInt = 3
-    resolution: PositiveInt = 32
-    classes: PositiveInt = 10
+    channels: Width = 3
+    resolution: Annotated[int, Field(strict=True, gt=0, le=MAX_RESOLUTION)] = 32
+    classes: Annotated[int, Field(strict=True, gt=0, le=MAX_CLASSES)] = 10
 
     @property
     def shape(self) -> Shape:
@@ -1087,6 +1116,8 @@ class Input(_Frozen):
 
 #: The deepest repeated stage accepted (ResNet-1202 has 200 blocks a stage; this bounds memory).
 MAX_DEPTH = 10_000
+#: The most blocks a whole network may have, stem and every stage together.
+MAX_BLOCKS = 2 * MAX_DEPTH
 
 
 class Stage(_Frozen):
@@ -1097,8 +1128,8 @@ class Stage(_Frozen):
 
     block: Block | None = None
     depth: Annotated[int, Field(strict=True, gt=0, le=MAX_DEPTH)] | None = None
-    channels: PositiveInt | None = None
-    stride: PositiveInt = 1
+    channels: Width | None = None
+    stride: Window = 1
     blocks: tuple[Block, ...] | None = None
     aux: AuxHead | None = None
 
@@ -1155,9 +1186,9 @@ class Head(_Frozen):
 
     norm: StrictBool = False
     pool: PoolOp = PoolOp.AVG
-    pool_size: PositiveInt = 1
+    pool_size: Window = 1
     classifier: Classifier = Classifier.LINEAR
-    hidden: tuple[PositiveInt, ...] = ()
+    hidden: tuple[Width, ...] = ()
     dropout: Probability = 0.0
     act: Act = Act.RELU
     bias: StrictBool = True
@@ -1190,6 +1221,9 @@ class Network(_Frozen):
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> Network:
+        total = len(self.stem) + sum(len(s.blocks) if s.blocks is not None else s.depth or 0 for s in self.stages)
+        if total > MAX_BLOCKS:  # checked before anything is expanded
+            raise ValueError(f"stages: a network may have at most {MAX_BLOCKS} blocks (stem included), got {total}")
         self.shapes()  # raises with the block's path
         return self
 
@@ -1205,6 +1239,8 @@ class Network(_Frozen):
     def shapes(self) -> list[tuple[str, Shape]]:
         """Output shape of every stem block and stage, in order; raises on a shape rule."""
         shape = self.input.shape
+        if shape.c * shape.h * shape.w > MAX_FEATURE_ELEMENTS:
+            raise ValueError(f"input: {shape} is too large (at most {MAX_FEATURE_ELEMENTS} elements)")
         result: list[tuple[str, Shape]] = []
         for i, b in enumerate(self.stem):
             shape = _apply(b, shape, f"stem[{i}]")
@@ -1257,6 +1293,9 @@ class Network(_Frozen):
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> Network:
         """Validate ``data``; raises :class:`GenotypeError` naming each offending field."""
+        too_deep = nesting_problem(data)
+        if too_deep is not None:
+            raise GenotypeError([too_deep], source)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -1264,13 +1303,11 @@ class Network(_Frozen):
 
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> Network:
+        """Parse and validate a genotype's YAML text (see :mod:`nasx.yamlfiles` for what is refused)."""
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise GenotypeError([(where, f"invalid YAML: {problem}")], source) from None
+            data = parse_yaml(text)
+        except YamlProblem as exc:
+            raise GenotypeError([(exc.where, exc.message)], source) from None
         if not isinstance(data, dict):
             raise GenotypeError([("", f"a genotype must be a mapping, got {type(data).__name__}")], source)
         return cls.from_dict(data, source)
@@ -1319,9 +1356,15 @@ def _apply(block: Any, shape: Shape, where: str, method: str = "out_shape") -> S
     if "out" in type(block).model_fields and not block.derived_out and block.out is None:
         raise ValueError(f"{where}.out: required outside a repeated stage (there the stage's channels set it)")
     try:
-        return getattr(block, method)(shape)
+        out = getattr(block, method)(shape)
     except ShapeRuleError as exc:
         raise ValueError(f"{where}.{exc.field}: {exc} (input {shape})") from None
+    if out.c > MAX_FEATURE_CHANNELS or out.c * out.h * out.w > MAX_FEATURE_ELEMENTS:
+        raise ValueError(
+            f"{where}: its output {out} is too large (at most {MAX_FEATURE_CHANNELS} channels and "
+            f"{MAX_FEATURE_ELEMENTS} elements a feature map, input {shape})"
+        )
+    return out
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -1342,6 +1385,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
+_ENUM_REPR = re.compile(r"<\w+\.\w+: ('[^']*')>")
 _UNION_MEMBERS = {"int", "float", "bool", "str", "tuple", "list", "none", "dict"}
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -1362,6 +1406,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             continue
         template = _MESSAGES.get(err["type"])
         msg = template.format(**(err.get("ctx") or {})) if template else err["msg"].removeprefix("Value error, ")
+        msg = _ENUM_REPR.sub(r"\1", msg)  # pydantic quotes a Literal of enum members as <PoolOp.MAX: 'max'>
         if err["type"] == "value_error" and (":" in msg.split(" ")[0] if msg else False) and not path:
             path, _, msg = msg.partition(": ")
         elif err["type"] == "value_error" and ": " in msg and msg.split(": ")[0].startswith(("stem[", "stages[")):
@@ -1391,9 +1436,9 @@ def load_network(path: str) -> Network:
 
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise GenotypeError([("", f"cannot read genotype file: {exc.strerror}")], str(p)) from None
+        text = read_text(p, "genotype file")
+    except YamlProblem as exc:
+        raise GenotypeError([(exc.where, exc.message)], str(p)) from None
     return Network.from_yaml(text, source=str(p))
 
 

@@ -8,9 +8,13 @@ written atomically after every epoch and a run resumes from its last one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import pickle
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -29,6 +33,7 @@ from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
 
 FailureReason = Literal["non_finite_loss", "out_of_memory"]
+log = logging.getLogger("nasx.train")
 
 
 class TrainingFailed(NasxError):
@@ -157,17 +162,75 @@ def _save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(run_dir / CHECKPOINT, lambda p: torch.save(state, p))
 
 
+class CheckpointError(NasxError):
+    """A run folder's ``checkpoint.pt`` that is intact but cannot be resumed: another run's, or not a nasx
+    checkpoint (a file that ``torch.load(weights_only=True)`` refuses, e.g. a pickle of arbitrary objects).
+    Final: the file is left as it is for the user to look at."""
+
+
+#: Where a damaged checkpoint is moved before the run starts afresh.
+DAMAGED_CHECKPOINT = "checkpoint.pt.damaged"
+_CHECKPOINT_KEYS = ("key", "model", "optimizer", "metrics", "rng")
+
+
 def _load_checkpoint(run_dir: Path, key: str) -> dict[str, Any] | None:
+    """The state to resume from, or None to start from epoch 0.
+
+    Two kinds of bad checkpoint, two answers:
+
+    - **Damaged** (cut short, zero-filled or bit-flipped on disk; detected by the CRC-32 of every
+      member of the zip file that ``torch.save`` writes, which ``torch.load`` itself does not check:
+      it would load flipped weights without a word): the bytes cannot be trusted and nothing in them
+      can be recovered or even told apart from another run's. Training is deterministic from the run's
+      seed, so starting the run afresh reproduces exactly what resuming would have; only time is lost.
+      The file is moved aside to ``checkpoint.pt.damaged`` (never silently deleted) and a warning on
+      the ``nasx.train`` logger names it. Raising instead would only make the user delete the file by
+      hand to get the same outcome.
+    - **Intact but not resumable**: a checkpoint of another run, or a file that is not a nasx
+      checkpoint. It is read with ``weights_only=True`` only, so a pickle that would run code (an
+      ``os.system`` in ``__reduce__``) is refused unread. These raise :class:`CheckpointError`
+      naming the file and leave it untouched: it may be someone's work, or something to look at.
+    """
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    damage = _zip_damage(path)
+    if damage is not None:
+        aside = run_dir / DAMAGED_CHECKPOINT
+        os.replace(path, aside)
+        log.warning("%s: the checkpoint is damaged (%s); moved it to %s and starting this run afresh", path, damage, aside.name)
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = next((line for line in lines if "global" in line.lower() or "unpickler" in line.lower()), type(exc).__name__)
+        raise CheckpointError(
+            f"{path}: refused to load: it is not a nasx checkpoint and holds more than tensors and plain values "
+            f"(torch.load with weights_only=True: {why}); delete it or use another run folder"
+        ) from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, AttributeError, TypeError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{path}: not a nasx checkpoint ({detail}); delete it or use another run folder") from None
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+        got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a nasx checkpoint (expected the keys {', '.join(_CHECKPOINT_KEYS)}, got {got})")
     if state.get("key") != key:
-        raise NasxError(
+        raise CheckpointError(
             f"{path}: the checkpoint belongs to another run (network, recipe, fidelity, data or seed differ); "
             "use another run folder or delete it"
         )
     return state
+
+
+def _zip_damage(path: Path) -> str | None:
+    """Why the zip file at ``path`` is damaged (structure, or a member whose CRC-32 differs), or None if it is sound."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+        return f"not a readable zip file: {exc}"
+    return f"member {bad} fails its CRC-32 check" if bad is not None else None
 
 
 def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
@@ -283,11 +346,14 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         state = _load_checkpoint(run_dir, key)
         if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            metrics = [EpochMetrics(**m) for m in state["metrics"]]
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                metrics = [EpochMetrics(**m) for m in state["metrics"]]
+                torch.set_rng_state(state["rng"])
+            except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:  # its key matched: someone edited it
+                raise CheckpointError(f"{run_dir / CHECKPOINT}: cannot be resumed ({type(exc).__name__}: {exc})") from None
             start_epoch = len(metrics)
-            torch.set_rng_state(state["rng"])
     resumed_from = start_epoch
     t_start = time.perf_counter()
     current = start_epoch

@@ -11,10 +11,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nasx.errors import NasxError, validation_problems
+from nasx.yamlfiles import YamlProblem, read_text
+from nasx.yamlfiles import parse as parse_yaml
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -86,9 +87,9 @@ class Recipe(Frozen):
     def from_yaml(cls, path: str | Path) -> Recipe:
         """A recipe file; ``preset: NAME`` starts from that preset and the other keys override it."""
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RecipeError(f"{path}: cannot read the recipe: {exc}") from None
+            data = parse_yaml(read_text(path, "recipe"))
+        except YamlProblem as exc:
+            raise RecipeError(f"{path}: {exc}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe file is a mapping of fields, got {type(data).__name__}")
         base = data.pop("preset", None)
