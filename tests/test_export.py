@@ -268,6 +268,23 @@ def test_an_onnx_model_that_disagrees_with_torch_is_refused(exported) -> None:
     assert CHECK_BATCH == 3
 
 
+def test_weights_past_the_protobuf_limit_go_to_external_data(monkeypatch, tmp_path) -> None:
+    import nasx.export
+
+    monkeypatch.setattr(nasx.export, "_PROTOBUF_LIMIT", 0)  # as if the weights passed 2 GB
+    model = _calibrated(TINY)
+    result = export_model(TINY, model, tmp_path / "big")
+    assert "model.onnx.data" in result.files
+    graph = onnx.load(str(tmp_path / "big" / "model.onnx"), load_external_data=False).graph
+    outside = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert outside and {e.value for t in outside for e in t.external_data if e.key == "location"} == {"model.onnx.data"}
+    session = ort.InferenceSession(str(tmp_path / "big" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = _images(2)
+    with torch.no_grad():
+        assert np.abs(session.run(["logits"], {"images": x.numpy()})[0] - model(x).numpy()).max() <= result.onnx_tolerance
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20_cifar", "darts_v2_cifar"])
 def test_zoo_network_exports_and_its_onnx_matches(name, tmp_path) -> None:
