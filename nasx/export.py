@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,10 @@ GENOTYPE, GENOTYPE_TXT, ONNX, RECIPE, COMPLEXITY, METRICS, README = (
 #: Everything an export folder may hold (``model.onnx.data`` only for models over the 2 GB protobuf limit).
 EXPORT_FILES = frozenset({GENOTYPE, GENOTYPE_TXT, WEIGHTS, ONNX, f"{ONNX}.data", RECIPE, COMPLEXITY, METRICS, README})
 
-#: The ONNX opset written: 18 is the opset torch's exporter targets natively in 2.6+ and that
-#: onnxruntime >= 1.14 runs; fixed so that an export does not change with the torch version.
+#: The ONNX opset written, fixed so that an export does not change with the torch version: 18 is the
+#: opset torch's ONNX function library is written in (torch 2.13 defaults to 20, reached by a version
+#: conversion pass), and onnxruntime runs it from 1.14 on.
 ONNX_OPSET = 18
-#: The exporter used by :func:`export_onnx` (``torch.onnx.export(dynamo=...)``); see its docstring.
-ONNX_DYNAMO = True
 #: The ONNX check passes when ``max |onnx - torch| <= max(ONNX_RTOL * max(1, max |logits|), FP32_FACTOR * e32)``,
 #: where ``e32 = max |torch fp32 - torch fp64|`` is torch's own fp32 rounding error on the same batch. Two fp32
 #: runtimes differ by rounding, which grows with the logits' scale and with depth: on a 20-cell DARTS
@@ -90,6 +89,17 @@ class LoadError(NasxError):
 
 
 @dataclass(frozen=True)
+class OnnxCheck:
+    """What :func:`check_onnx` measured on its random batch."""
+
+    max_abs_diff: float  # max |onnx - torch fp32| over the logits
+    tolerance: float  # the bound it was checked against
+    logit_scale: float  # max |torch logits|
+    fp32_error: float  # max |torch fp32 - torch fp64|: torch's own rounding error on the batch
+    batch: int
+
+
+@dataclass(frozen=True)
 class ExportResult:
     """What :func:`export_run` / :func:`export_model` wrote and measured."""
 
@@ -101,9 +111,17 @@ class ExportResult:
     macs: int
     input_shape: tuple[int, int, int]  # (C, H, W) of the ONNX model's input; the batch axis is dynamic
     opset: int
-    onnx_max_abs_diff: float  # max |onnx - torch| over the check batch's logits
-    onnx_tolerance: float  # the bound it was checked against
+    onnx_check: OnnxCheck
     seconds: float
+
+    @property
+    def onnx_max_abs_diff(self) -> float:
+        """max |onnx - torch| over the check batch's logits."""
+        return self.onnx_check.max_abs_diff
+
+    @property
+    def onnx_tolerance(self) -> float:
+        return self.onnx_check.tolerance
 
 
 # ---- reading folders ---------------------------------------------------------------------------
@@ -223,7 +241,7 @@ def _check_weights(model: nn.Module, path: Path, net: Network) -> None:
     problems = weight_problems(model, weight_shapes(path))
     if problems:
         shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
-        head = f"{path} does not fit the genotype {net.name or ''} ({net.digest})".replace("  ", " ")
+        head = f"{path} does not fit the genotype {net.name + ' ' if net.name else ''}({net.digest})"
         raise LoadError(f"{head}: " + ("\n  ".join(["", *shown]) if len(shown) > 1 else shown[0]))
 
 
@@ -269,13 +287,15 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
     Exporter: ``torch.onnx.export(dynamo=True)``, the ``torch.export``-based exporter. It is
     torch's default and maintained path since 2.9; the TorchScript exporter (``dynamo=False``)
     warns that it is deprecated and will be removed. Both exported all 35 zoo networks with
-    matching logits when this was written, the TorchScript one 2-4x faster, but choosing the one
-    that has a future keeps an export working across torch upgrades. The batch axis is dynamic
+    matching logits when this was written (torch 2.13; the TorchScript one about 2.5x faster in
+    total, 4 vs 11 minutes on two CPU cores), but choosing the one that has a future keeps an
+    export working across torch upgrades. The batch axis is dynamic
     (``torch.export.Dim``; a batch-size specialisation in the network fails the export instead of
     silently fixing the batch) and the opset is fixed (:data:`ONNX_OPSET`). Weights are stored in
     the ``.onnx`` file, or beside it in ``model.onnx.data`` when they pass protobuf's 2 GB limit.
     Returns the files written.
     """
+    model.eval()  # an auxiliary head is a training-time output; BN uses its running statistics
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     big = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > _PROTOBUF_LIMIT
     batch = torch.export.Dim("batch", min=1)
@@ -319,10 +339,10 @@ def _relink_external_data(path: Path, data: Path) -> None:
 
 def check_onnx(
     path: Path, model: nn.Module, input_shape: tuple[int, int, int], *, batch: int = CHECK_BATCH, seed: int = 0
-) -> tuple[float, float]:
+) -> OnnxCheck:
     """Run ``path`` with onnxruntime (CPU) and ``model`` (eval, fp32) on one seeded random batch.
 
-    Returns ``(max |onnx - torch|, tolerance)``; raises :class:`ExportError` with the difference
+    Returns what it measured; raises :class:`ExportError` with the difference
     when it exceeds the tolerance (see :data:`ONNX_RTOL`: a relative bound, widened to a few times
     torch's own fp32 error for networks where fp32 itself is less exact), or when the ONNX model is
     malformed or has the wrong input and output names.
@@ -349,13 +369,14 @@ def check_onnx(
         raise ExportError(f"{path}: onnxruntime gives logits of shape {got.shape}, torch {tuple(want.shape)}")
     diff = float(abs(got - want.numpy()).max())
     fp32_error = float((want.double() - exact).abs().max())
-    tolerance = max(ONNX_RTOL * max(1.0, float(want.abs().max())), FP32_FACTOR * fp32_error)
+    scale = float(want.abs().max())
+    tolerance = max(ONNX_RTOL * max(1.0, scale), FP32_FACTOR * fp32_error)
     if not diff <= tolerance:  # catches nan too
         raise ExportError(
             f"{path}: onnxruntime's logits differ from torch's by up to {diff:.3g} on a random batch of {batch} "
             f"(tolerance {tolerance:.3g}; torch's own fp32 error {fp32_error:.2g})"
         )
-    return diff, tolerance
+    return OnnxCheck(max_abs_diff=diff, tolerance=tolerance, logit_scale=scale, fp32_error=fp32_error, batch=batch)
 
 
 # ---- writing a model folder --------------------------------------------------------------------
@@ -478,7 +499,7 @@ def _readme(
         GENOTYPE: "the network in nasx's genotype language",
         GENOTYPE_TXT: "the same network in one line",
         WEIGHTS: "the weights (safetensors)",
-        ONNX: f"network and weights as ONNX (opset {cost['opset']}, dynamic batch, input `images`, output `logits`)",
+        ONNX: f"network and weights as ONNX (opset {cost['onnx']['opset']}, dynamic batch, input `images`, output `logits`)",
         f"{ONNX}.data": "the ONNX model's weights (external data, over 2 GB)",
         RECIPE: "how it was trained: recipe, fidelity, seed, data, preprocessing",
         COMPLEXITY: "params, MACs, FLOPs, input shape, digest",
@@ -549,7 +570,6 @@ def export_model(
         "input_shape": list(cost.input_shape),
         "onnx_input_shape": list(onnx_shape),
         "classes": net.input.classes,
-        "opset": ONNX_OPSET,
         "convention": "params: every parameter, auxiliary heads excluded; MACs: convolutions, linear layers and matmuls "
         "of one forward pass at batch 1 at input_shape; FLOPs = 2 x MACs",
     }
@@ -570,8 +590,8 @@ def export_model(
             atomic_write(staging / WEIGHTS, lambda p: save_file(tensors, str(p)))
         shutil.copymode(staging / GENOTYPE, staging / WEIGHTS)  # safetensors writes 0600; the folder is for sharing
         onnx_files = export_onnx(model, staging / ONNX, onnx_shape)
-        diff, tolerance = check_onnx(staging / ONNX, model, onnx_shape)
-        record["onnx_max_abs_diff"] = diff
+        checked = check_onnx(staging / ONNX, model, onnx_shape)
+        record["onnx"] = {"opset": ONNX_OPSET, "exporter": "torch.onnx.export(dynamo=True)", **asdict(checked)}
         _write(staging, COMPLEXITY, json.dumps(record, indent=2) + "\n")
         if recipe is not None:
             _write(staging, RECIPE, _yaml({**recipe, "preprocessing": PREPROCESSING}))
@@ -579,7 +599,8 @@ def export_model(
             _write(staging, METRICS, json.dumps(dict(metrics), indent=2) + "\n")
         check = (
             f"The ONNX model was checked at export against the torch model on a seeded random batch of {CHECK_BATCH}: "
-            f"max |difference| of the logits {diff:.2g} (tolerance {tolerance:.2g}: {ONNX_RTOL:g} of the logits' scale, "
+            f"max |difference| of the logits {checked.max_abs_diff:.2g} (tolerance {checked.tolerance:.2g}: "
+            f"{ONNX_RTOL:g} of the logits' scale, "
             f"or {FP32_FACTOR:g}x torch's own fp32 rounding error where that is larger)."
         )
         candidates = (GENOTYPE, GENOTYPE_TXT, WEIGHTS, *(p.name for p in onnx_files), RECIPE, COMPLEXITY, METRICS)
@@ -597,8 +618,7 @@ def export_model(
         macs=cost.macs,
         input_shape=onnx_shape,
         opset=ONNX_OPSET,
-        onnx_max_abs_diff=diff,
-        onnx_tolerance=tolerance,
+        onnx_check=checked,
         seconds=time.perf_counter() - started,
     )
 

@@ -141,6 +141,7 @@ def test_every_file_is_there_and_parses(trained, exported) -> None:
     cost, want = json.loads((folder / "complexity.json").read_text()), complexity(TINY)
     assert (cost["params"], cost["macs"], cost["flops"]) == (want.params, want.macs, 2 * want.macs)
     assert cost["input_shape"] == [3, 8, 8] and cost["digest"] == TINY.digest == exported.digest
+    assert cost["onnx"]["opset"] == ONNX_OPSET and cost["onnx"]["max_abs_diff"] == exported.onnx_max_abs_diff
     assert json.loads((folder / "metrics.json").read_text()) == summary
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     assert Recipe.model_validate(recipe["recipe"]) == RECIPE and Fidelity.model_validate(recipe["fidelity"]) == Fidelity(epochs=1)
