@@ -262,6 +262,17 @@ def test_overwrite_replaces_a_previous_export(trained, exported, tmp_path) -> No
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_a_run_trained_at_a_lower_resolution_exports_at_that_resolution(tmp_path) -> None:
+    result, _ = train_run(TINY, SPLITS, RECIPE, Fidelity(epochs=1, resolution=6), tmp_path / "run", device="cpu")
+    exported = export_run(tmp_path / "run", tmp_path / "out")
+    assert exported.input_shape == (3, 6, 6)  # what the run was trained and evaluated at
+    cost = json.loads((tmp_path / "out" / "complexity.json").read_text())
+    assert cost["onnx_input_shape"] == [3, 6, 6] and cost["input_shape"] == [3, 8, 8]  # MACs stay at the genotype's side
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, 6, 6]
+    assert "shape (N, 3, 6, 6)" in (tmp_path / "out" / "README.md").read_text()
+
+
 def test_an_onnx_model_that_disagrees_with_torch_is_refused(exported) -> None:
     other = _calibrated(TINY, seed=1)  # same genotype, other weights
     with pytest.raises(ExportError, match=r"onnxruntime's logits differ from torch's by up to [0-9.e+-]+ on a random batch of 3"):
