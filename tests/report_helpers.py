@@ -57,3 +57,11 @@ def make_study(
     trial.set_user_attr("role", "candidate")
     finish(study, trial, "infeasible", None, "MACs 99 > max_macs 1")
     return cfg
+
+
+def config_file_text(cfg: StudyConfig) -> str:
+    """The study as a config file the CLI loads: the tiny space is given in code, so the file names a real one
+    (report, status and retrain read the record and never sample the space)."""
+    import json
+
+    return json.dumps({**cfg.model_dump(mode="json"), "space": "macro-cifar"})  # JSON is YAML

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_helpers import HOSTILE, make_study
+from report_helpers import HOSTILE, config_file_text, make_study
 from typer.testing import CliRunner
 
 from nasx.cli import app
@@ -108,7 +108,7 @@ def test_report_files_figures_and_escaping(study, tmp_path: Path) -> None:
 def test_report_and_compare_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg_file = tmp_path / "synthetic.yaml"
     cfg = make_study(tmp_path, name="other", seed=1)
-    cfg_file.write_text(json.dumps(cfg.model_dump(mode="json")))  # JSON is YAML
+    cfg_file.write_text(config_file_text(cfg))
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["report", str(cfg_file), "--dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output

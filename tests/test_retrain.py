@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from report_helpers import make_study
+from report_helpers import config_file_text, make_study
 from typer.testing import CliRunner
 
 from nasx.cli import app
@@ -66,16 +66,29 @@ def test_retrain_records_seeded_final_runs_and_the_report_draws_the_final_front(
 def test_retrain_command_prints_the_final_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make_study(tmp_path, name="cli")
     f = tmp_path / "cli.yaml"
-    f.write_text(json.dumps(cfg.model_dump(mode="json")))
+    f.write_text(config_file_text(cfg))
     (tmp_path / "tiny.yaml").write_text(json.dumps(TINY.model_dump(mode="json")))
     monkeypatch.chdir(tmp_path)
     args = ["retrain", str(f), "--dir", "runs", "--top", "1", "--seeds", "1", "--recipe", "tiny.yaml"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "final runs" in result.stdout and "trial" in result.stdout and (tmp_path / "reports" / "cli.html").is_file()
+    exported = runner.invoke(app, ["export", str(f), "--dir", "runs", "--top", "1", "--out", "exports"])
+    assert exported.exit_code == 0, exported.output
+    (folder,) = [p for p in (tmp_path / "exports").iterdir()]
+    assert {"genotype.yaml", "weights.safetensors", "model.onnx", "README.md"} <= {p.name for p in folder.iterdir()}
+    import torch
+
+    import nasx
+
+    model = nasx.load(folder)
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    missing = runner.invoke(app, ["export", str(f), "--dir", "runs", "--trial", "999"])
+    assert missing.exit_code == 2 and "trial 999 has no final run" in missing.output
     empty = make_study(tmp_path, name="empty", trials=0)
     g = tmp_path / "empty.yaml"
-    g.write_text(json.dumps(empty.model_dump(mode="json")))
+    g.write_text(config_file_text(empty))
     result = runner.invoke(app, ["retrain", str(g), "--dir", "runs", "--recipe", "tiny.yaml"])
     assert result.exit_code == 2 and "no complete front member and no baseline" in result.output
 
