@@ -547,7 +547,7 @@ def test_shared_cifar10_archive_decodes_once_and_contains_the_mini_set(mini: Dat
         start = time.perf_counter()
         again = load(SHARED_ARCHIVE, progress=False)
         seconds.append(time.perf_counter() - start)
-    assert min(seconds) < 1.0, seconds
+    assert min(seconds) < 3.0, seconds  # decoding takes tens of seconds; a cached load reads and CRC-checks 184 MB
     np.testing.assert_array_equal(again.train.images, data.train.images)
     for label in range(10):  # mini = the first 800 train / 200 test images of each class, same JPEG bytes
         full_train = data.train.images[data.train.labels == label][:800]

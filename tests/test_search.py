@@ -356,7 +356,7 @@ def test_the_failure_policy_is_validated_by_path(tmp_path: Path) -> None:
 
 def _yaml(folder: Path, extra: str) -> Path:
     f = folder / "s.yaml"
-    f.write_text(f"name: s\nspace: tiny\nbudget: {{trials: 2}}\n{extra}\n")
+    f.write_text(f"name: s\nspace: macro-cifar\nbudget: {{trials: 2}}\n{extra}\n")
     return f
 
 
