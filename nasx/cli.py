@@ -435,6 +435,9 @@ def retrain(
     val_size: Annotated[
         float, typer.Option(min=0.0, help="Hold out a validation split (count or fraction); 0 trains on every training image.")
     ] = 0.0,
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="Retrain only this of the study's baselines (repeat for several; default all).")
+    ] = None,
     executor: Annotated[
         str, typer.Option(help="local (one after another) or ray (parallel tasks, the study's resources).")
     ] = "local",
@@ -487,6 +490,7 @@ def retrain(
                 data=data,
                 val_size=val_size,
                 executor=executor,
+                only_baselines=tuple(baseline) if baseline else None,
                 on_start=on_start,
                 on_run=on_run,
                 callback=on_epoch,

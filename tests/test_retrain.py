@@ -84,6 +84,8 @@ def test_retrain_command_prints_the_final_table(tmp_path: Path, monkeypatch: pyt
     model = nasx.load(folder)
     x = torch.randn(2, 3, 32, 32)
     assert model(x).shape == (2, 10)
+    wrong = runner.invoke(app, [*args, "--baseline", "resnet56_cifar"])
+    assert wrong.exit_code == 2 and "not among the study's baselines" in wrong.output
     missing = runner.invoke(app, ["export", str(f), "--dir", "runs", "--trial", "999"])
     assert missing.exit_code == 2 and "trial 999 has no final run" in missing.output
     empty = make_study(tmp_path, name="empty", trials=0)

@@ -122,7 +122,8 @@ def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
             fig.add_scatter(
                 x=x,
                 y=100 * y,
-                mode="lines",
+                mode="lines+markers",  # rings mark the members: a front of one is a ring, not nothing
+                marker={"symbol": "circle-open", "size": 13, "color": groups.colors.get(source.label, "#d62728")},
                 line={"shape": "hv", "width": 2, "color": groups.colors.get(source.label, "#d62728")},
                 name=esc(f"Pareto front ({source.label})" if len(sources) > 1 else "Pareto front"),
                 hoverinfo="skip",

@@ -39,7 +39,8 @@ class Model:
 
 
 def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model]:
-    """The ``top`` most accurate members of the study's Pareto front (its objectives), best first."""
+    """The ``top`` best complete candidates by non-dominated sorting: the Pareto front, most accurate first, then
+    the next front when the first has fewer than ``top`` members (a front of one is common with two objectives)."""
     from nasx.search.rungs import fronts
 
     done = [
@@ -47,22 +48,27 @@ def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete" and t.values
     ]
-    points = [(-t.values[0], *t.values[1:]) for t in done]
-    front = [t for t, f in zip(done, fronts(points), strict=True) if f == 0]
-    front.sort(key=lambda t: -t.values[0])
+    ranks = fronts([(-t.values[0], *t.values[1:]) for t in done])
+    order = sorted(zip(ranks, done, strict=True), key=lambda rt: (rt[0], -rt[1].values[0], rt[1].number))
     return [
         Model(f"trial{t.number}", "candidate", Network.from_dict(t.user_attrs["genotype"]), t.number, t.values[0])
-        for t in front[:top]
+        for _, t in order[:top]
     ]
 
 
-def baselines(study: optuna.Study, cfg: StudyConfig) -> list[Model]:
+def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | None = None) -> list[Model]:
+    """The study's baselines (``only``: those of them), with their search accuracy."""
+    if only is not None and set(only) - set(cfg.baselines):
+        raise StudyError(
+            f"--baseline: {sorted(set(only) - set(cfg.baselines))} not among the study's baselines {list(cfg.baselines)}"
+        )
     accs = {
         t.user_attrs.get("name"): t.values[0]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("role") == "baseline" and t.values
     }
-    return [Model(name, "baseline", zoo.get(name), None, accs.get(name)) for name in cfg.baselines]
+    names = [n for n in cfg.baselines if only is None or n in only]
+    return [Model(name, "baseline", zoo.get(name), None, accs.get(name)) for name in names]
 
 
 def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
@@ -83,12 +89,19 @@ class Job:
 
 
 def plan(
-    study: optuna.Study, cfg: StudyConfig, root: Path | None, top: int, recipe: Recipe, seeds: int, epochs: int
+    study: optuna.Study,
+    cfg: StudyConfig,
+    root: Path | None,
+    top: int,
+    recipe: Recipe,
+    seeds: int,
+    epochs: int,
+    only_baselines: tuple[str, ...] | None = None,
 ) -> list[Job]:
     """The (model, seed) runs still to do: front members first, then the baselines."""
     if top < 0 or seeds < 1:
         raise StudyError(f"--top must be >= 0 and --seeds >= 1, got {top} and {seeds}")
-    models = front_members(study, cfg, top) + baselines(study, cfg)
+    models = front_members(study, cfg, top) + baselines(study, cfg, only_baselines)
     if not models:
         raise StudyError(f"study {cfg.name!r} has no complete front member and no baseline to retrain")
     folder = study_dir(cfg, root) / "final"
@@ -137,6 +150,7 @@ def retrain(
     data: str | None = None,
     val_size: float = 0,
     executor: str = "local",
+    only_baselines: tuple[str, ...] | None = None,
     on_start: Callable[[list[Job]], None] | None = None,
     on_run: Callable[[Job, dict[str, Any]], None] | None = None,
     callback: Callable[[Any], Any] | None = None,
@@ -146,6 +160,7 @@ def retrain(
     ``data`` overrides the study's source (e.g. search on the mini set, retrain on the full
     CIFAR-10); ``val_size`` 0 trains on every training image (no per-epoch validation).
     ``executor`` ``ray`` runs the runs as parallel Ray tasks with the study's per-trial resources.
+    ``only_baselines``: retrain these of the study's baselines (default: all).
     """
     if executor not in ("local", "ray"):
         raise StudyError(f"executor: must be local or ray, got {executor!r}")
@@ -154,7 +169,7 @@ def retrain(
 
     study = load_study(cfg, root)
     n_epochs = Fidelity(epochs=epochs).epochs_for(recipe)
-    jobs = plan(study, cfg, root, top, recipe, seeds, n_epochs)
+    jobs = plan(study, cfg, root, top, recipe, seeds, n_epochs, only_baselines)
     if on_start is not None:
         on_start(jobs)
     if jobs:
