@@ -42,6 +42,8 @@ from nasx.models.network import Net, build_network
 from nasx.space.genotype import Network
 from nasx.train.loop import atomic_write
 from nasx.train.run import CONFIG, SUMMARY, WEIGHTS
+from nasx.yamlfiles import YamlProblem, read_text
+from nasx.yamlfiles import parse as parse_yaml
 
 GENOTYPE, GENOTYPE_TXT, ONNX, RECIPE, COMPLEXITY, METRICS, README = (
     "genotype.yaml",
@@ -128,12 +130,11 @@ class ExportResult:
 
 
 def _read_yaml(path: Path, what: str, error: type[NasxError]) -> Any:
+    """The project's one safe YAML reader (line and column of errors, no alias bombs), as ``error``."""
     try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: {what} is not valid YAML: {exc}") from None
+        return parse_yaml(read_text(path, what))
+    except YamlProblem as exc:
+        raise error(f"{path}: {exc}") from None
 
 
 def _read_json(path: Path, what: str, error: type[NasxError]) -> Any:

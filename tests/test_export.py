@@ -15,11 +15,12 @@ import torch
 import yaml
 from conftest import run_python
 from safetensors.torch import load_file, save_file
+from test_train import _images
 from torch import nn
 
 import nasx
 from nasx import zoo
-from nasx.data.types import ImageSet, Splits
+from nasx.data.types import Splits
 from nasx.export import (
     CHECK_BATCH,
     EXPORT_FILES,
@@ -42,18 +43,7 @@ WIDER = Network.from_string("input(resolution=8, classes=2) | stem[conv(out=8)] 
 RECIPE = Recipe(batch_size=32, lr=0.05, epochs=3, precision="fp32", channels_last=False, eval_batch_size=64)
 
 
-def _dataset(n: int, seed: int) -> ImageSet:
-    """Two classes a small CNN separates in one epoch: bright images with a vertical bar, dark ones with a horizontal bar."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    x = rng.integers(0, 60, (n, 8, 8, 3)).astype(np.uint8)
-    x[labels == 1] += 120
-    x[labels == 1, :, 3:5] = 255
-    x[labels == 0, 3:5, :] = 255
-    return ImageSet(x, labels.astype(np.int64), ("a", "b"))
-
-
-SPLITS = Splits(train=_dataset(256, 0), val=_dataset(128, 1), source="synthetic", seed=0)
+SPLITS = Splits(train=_images(256, 0), val=_images(128, 1), source="synthetic", seed=0)  # two classes, separable in one epoch
 FILES = [
     "README.md",
     "complexity.json",
