@@ -428,7 +428,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "number": t.number,
                 "role": a.get("role"),
                 "name": a.get("name"),
-                "state": a.get("state", "running" if t.state == TrialState.RUNNING else t.state.name.lower()),
+                # nasx's state is written just before Optuna is told: until then (or if the worker dies in between) it runs
+                "state": "running" if t.state == TrialState.RUNNING else a.get("state", t.state.name.lower()),
                 "reason": a.get("reason"),
                 "family": a.get("family"),
                 "digest": a.get("digest"),
