@@ -267,5 +267,5 @@ def export_targets(
     if not chosen:
         seeds = sorted({r["seed"] for r in picked})
         raise StudyError(f"--seed {seed}: no final run with that seed; the retrained seeds are {seeds}")
-    by_number = {r["number"]: r for r in chosen}  # one per model (the latest recipe recorded wins)
+    by_number = {r["number"]: r for r in chosen}  # one per model: of several recipes, the last by key
     return sorted(by_number.values(), key=lambda r: -(r.get("search_acc") or 0.0))
