@@ -285,14 +285,10 @@ def train(
 
 
 def _study_config(study: str) -> Any:
-    from pathlib import Path
+    from nasx.search.config import StudyConfig, StudyError, study_file
 
-    from nasx.search.config import StudyConfig, StudyError
-
-    path = Path(study)
-    if not path.is_file() and not study.endswith((".yaml", ".yml")):
-        path = Path("studies") / f"{study}.yaml"
-    if not path.is_file():
+    path = study_file(study)
+    if path is None:
         raise StudyError(f"no study config {study!r} (a YAML file, or a name in studies/)")
     return StudyConfig.load(path)
 

@@ -153,10 +153,9 @@ def resolve(item: str, root: Path) -> Source:
     path = Path(item)
     if path.is_dir():
         return from_run(path)
-    from nasx.search.config import StudyConfig
+    from nasx.search.config import StudyConfig, study_file
 
-    if not path.is_file() and not item.endswith((".yaml", ".yml")):
-        path = Path("studies") / f"{item}.yaml"
-    if not path.is_file():
+    found = study_file(item)
+    if found is None:
         raise ReportError(f"{item!r} is neither a study config (a YAML file, or a name in studies/) nor a run folder")
-    return from_study(StudyConfig.load(path), root)
+    return from_study(StudyConfig.load(found), root)

@@ -234,6 +234,14 @@ class StudyConfig(Frozen):
         return cfg
 
 
+def study_file(study: str) -> Path | None:
+    """The config file ``study`` names: a YAML path, or a name in ``studies/``; None when there is none."""
+    path = Path(study)
+    if not path.is_file() and not study.endswith((".yaml", ".yml")):
+        path = Path("studies") / f"{study}.yaml"
+    return path if path.is_file() else None
+
+
 def validated(data: dict[str, Any], where: str) -> StudyConfig:
     try:
         return StudyConfig.model_validate(data)
