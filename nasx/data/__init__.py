@@ -7,7 +7,7 @@ batches or an ImageFolder, decoding once into a cache keyed by the source's sha2
 
 from nasx.data.cache import cache_root
 from nasx.data.sources import CIFAR10_MD5, CIFAR10_URL, MINI_ARCHIVE, download, load, load_test
-from nasx.data.splits import DEFAULT_VAL_FRACTION, load_splits, split
+from nasx.data.splits import DEFAULT_VAL_FRACTION, as_val_size, load_splits, split
 from nasx.data.types import CIFAR10_CLASSES, DataError, Dataset, ImageSet, Splits
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "DEFAULT_VAL_FRACTION",
+    "as_val_size",
     "MINI_ARCHIVE",
     "DataError",
     "Dataset",

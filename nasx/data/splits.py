@@ -42,6 +42,17 @@ def split(dataset_or_train: Dataset | ImageSet, val_size: int | float = 5000, se
     )
 
 
+def as_val_size(value: float) -> int | float:
+    """A validation size given as one number (a CLI option, a YAML float): a fraction below 1, or a whole count >= 1.
+
+    ``1.5`` is refused rather than read as one image."""
+    if value < 1:
+        return value
+    if float(value).is_integer():
+        return int(value)
+    raise DataError(f"val_size: a fraction must be below 1 and a count a whole number of images (>= 1), got {value!r}")
+
+
 def val_count(val_size: int | float, total: int) -> int:
     """The number of validation images ``val_size`` asks for out of ``total``; DataError if impossible."""
     if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real):

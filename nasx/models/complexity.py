@@ -112,3 +112,53 @@ def activation_memory(genotype: Network, batch: int = 1, bytes_per_element: int 
         y = net(x)
     logits = y if isinstance(y, tuple) else (y,)  # training mode: auxiliary logits too
     return (sum(saved.values()) + sum(t.numel() for t in logits)) * bytes_per_element
+
+
+def _stage_inputs(net: Net, side: int, channels: int) -> list[tuple[str, int, int]]:
+    """``(part, input side, output side)`` of the stem and each stage for a square input of ``side`` (meta, no allocation)."""
+    x: State = torch.empty(1, channels, side, side, device="meta")
+    rows = []
+    named = [("stem", net.stem)] + [(f"stage{i + 1}", s) for i, s in enumerate(net.stages)]
+    with torch.no_grad():
+        for name, module in named:
+            before = int(last(x).shape[-1])
+            x = module(x)
+            rows.append((name, before, int(last(x).shape[-1])))
+    return rows
+
+
+def resolution_problem(genotype: Network, resolution: int | None = None) -> str | None:
+    """Why ``genotype`` cannot sensibly run at ``resolution`` (default: its own), or None.
+
+    A part that reduces the spatial size (seen at a large input) whose input is already 1x1 has
+    nothing left to reduce: the later stages work on a single pixel. A kernel larger than its
+    input, or an output size of 0, is refused by torch and reported as such.
+    """
+    net = _meta_net(genotype)
+    channels = genotype.input.channels
+    side = resolution or genotype.input.resolution
+    big = _stage_inputs(net, 1024 * max(1, side), channels)
+    try:
+        rows = _stage_inputs(net, side, channels)
+    except RuntimeError as exc:
+        return f"torch refuses it: {str(exc).splitlines()[0]}"
+    for (name, big_in, big_out), (_, small_in, small_out) in zip(big, rows, strict=True):
+        if small_out < 1:
+            return f"{name} has an output of size 0"
+        if big_out < big_in and small_in <= 1:
+            return f"{name} reduces the spatial size but its input is already {small_in}x{small_in}"
+    return None
+
+
+def min_resolution(genotype: Network) -> int:
+    """The smallest square input side at which :func:`resolution_problem` finds nothing (binary search, meta device)."""
+    lo, hi = 1, max(1, genotype.input.resolution)
+    while resolution_problem(genotype, hi) is not None and hi < 1 << 14:
+        lo, hi = hi + 1, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if resolution_problem(genotype, mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi

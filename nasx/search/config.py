@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
@@ -48,6 +48,18 @@ class DataConfig(Frozen):
     source: str = "mini"
     val_size: Annotated[float, Field(gt=0)] = 0.1
     split_seed: int = 0
+
+    @field_validator("val_size")
+    @classmethod
+    def _val_size(cls, v: float) -> float:
+        if v >= 1 and not float(v).is_integer():
+            raise ValueError(f"a fraction must be below 1 and a count a whole number of images (>= 1), got {v!r}")
+        return v
+
+    @property
+    def val(self) -> int | float:
+        """``val_size`` as ``load_splits`` takes it: a fraction, or an int count."""
+        return self.val_size if self.val_size < 1 else int(self.val_size)
 
 
 class Constraints(Frozen):
@@ -130,6 +142,10 @@ class Failures(Frozen):
 
     retries: Annotated[int, Field(strict=True, ge=0)] = 1
     retry_on: tuple[FailureKind, ...] = (FailureKind.CRASH, FailureKind.OUT_OF_MEMORY, FailureKind.WORKER_LOST)
+    #: A trial whose worker died (``worker_lost``: a kill, a crash of the machine) is not at fault and does not
+    #: spend ``retries``; it is queued again up to this many times (one whose worker dies every time, e.g. killed
+    #: by the kernel for memory, stops there).
+    lost: Annotated[int, Field(strict=True, ge=0)] = 10
 
     @field_validator("retry_on")
     @classmethod
@@ -138,9 +154,29 @@ class Failures(Frozen):
             raise ValueError("non_finite_loss repeats with the same genotype, recipe and seed: it is never retried")
         return v
 
-    def retries_left(self, failure: str, attempt: int) -> bool:
-        """Whether a trial on its ``attempt``-th retry (0: the first run) that failed with ``failure`` is tried again."""
-        return failure in {k.value for k in self.retry_on} and attempt < self.retries
+    def retries_left(self, failure: str, attempt: int, lost: int = 0) -> bool:
+        """Whether a trial that failed with ``failure`` is tried again: ``attempt`` retries were spent before
+        it (0: the first run) and ``lost`` earlier runs of it lost their worker (those spend no retry)."""
+        if failure not in {k.value for k in self.retry_on}:
+            return False
+        if failure == FailureKind.WORKER_LOST.value:
+            return lost < self.lost
+        return attempt < self.retries
+
+
+class Heartbeat(Frozen):
+    """With an RDB ``storage``: a running trial records a heartbeat every ``interval`` seconds, and one silent for
+    ``grace`` seconds (default ``2 * interval``) is failed as ``worker_lost`` by the next worker that asks, on any
+    machine, and retried by the failure policy (Optuna's RDB heartbeat)."""
+
+    interval: PositiveInt = 60
+    grace: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _longer(self) -> Heartbeat:
+        if self.grace is not None and self.grace <= self.interval:
+            raise ValueError(f"grace must be longer than interval ({self.interval} s), got {self.grace}")
+        return self
 
 
 class StudyConfig(Frozen):
@@ -160,8 +196,15 @@ class StudyConfig(Frozen):
     executor: ExecutorConfig = ExecutorConfig()
     failures: Failures = Failures()
     storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
+    heartbeat: Heartbeat = Heartbeat()
     seed: int = 0
     device: str | None = None
+    _file: str | None = PrivateAttr(default=None)  # the YAML file it was read from (for messages)
+
+    @property
+    def source_file(self) -> str | None:
+        """The study file this config was read from (None when built in code)."""
+        return self._file
 
     @field_validator("objectives")
     @classmethod
@@ -172,6 +215,25 @@ class StudyConfig(Frozen):
             raise ValueError(f"objectives must be distinct, got {[o.value for o in v]}")
         if Objective.LATENCY in v:
             raise ValueError("latency is not measured yet; use macs or params")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        """An RDB URL SQLAlchemy knows (its dialect; the driver is imported when the study is opened)."""
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(v).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"not a database URL SQLAlchemy can use ({text}); e.g. postgresql://user@host/db, or leave it out for "
+                "the journal file"
+            ) from None
         return v
 
     @field_validator("baselines")
@@ -225,6 +287,7 @@ class StudyConfig(Frozen):
         if not isinstance(data, dict):
             raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
         cfg = validated(data, str(path))
+        cfg._file = str(path)
         from nasx.space.design import load_space
 
         try:

@@ -176,7 +176,7 @@ def retrain(
         source = data or cfg.data.source
         full = datasets.load(source)
         if val_size:
-            splits = datasets.split(full, val_size if val_size < 1 else int(val_size), cfg.data.split_seed, source=full.source)
+            splits = datasets.split(full, datasets.as_val_size(val_size), cfg.data.split_seed, source=full.source)
         else:
             splits = datasets.Splits(
                 train=full.train, val=full.train.subset(np.zeros(0, dtype=np.int64)), source=full.source, seed=cfg.data.split_seed

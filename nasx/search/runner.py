@@ -17,7 +17,17 @@ import optuna
 
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.rungs import RungDecider
-from nasx.search.study import Progress, Worker, open_study, progress, recover_stale, study_dir, trial_rows
+from nasx.search.study import (
+    Heartbeats,
+    Progress,
+    Worker,
+    open_study,
+    progress,
+    rdb_storage,
+    recover_stale,
+    study_dir,
+    trial_rows,
+)
 from nasx.search.trial import Context, Outcome, replay_rungs
 
 
@@ -53,45 +63,66 @@ def run_search(
     executor benchmark); data is not loaded.
     """
     from nasx import data as datasets
+    from nasx.errors import NasxError
 
     if trials is not None:
         cfg = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": trials})})
     kind = executor or cfg.executor.kind
+    if kind not in ("local", "ray"):
+        raise StudyError(f"executor: must be local or ray, got {kind!r}")
+    where = f"{cfg.source_file}: " if cfg.source_file else ""
+    # everything that can be refused is checked before the study folder or its identity is written:
+    # a first start that fails must leave nothing that a fixed config would then be compared against
     if space is None:
         from nasx.space.design import load_space
 
-        space = load_space(cfg.space)
+        try:
+            space = load_space(cfg.space)
+        except NasxError as exc:
+            raise StudyError(f"{where}space: {exc}") from None
+    if cfg.device is not None and dry_run_s is None:
+        from nasx.train.loop import check_device
+
+        check_device(cfg.device, where=f"{where}device")
+    try:
+        splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=cfg.data.val, seed=cfg.data.split_seed)
+    except NasxError as exc:
+        raise StudyError(f"{where}data.source {cfg.data.source!r}: {exc}") from None
+    recipe = cfg.resolved_recipe()
+    if splits is not None:
+        from nasx.train.loop import check_data
+
+        check_data(splits, recipe, cfg.fidelity, where=f"{where}data.source {cfg.data.source!r}")
+    digest = space_digest(space)
+    storage = rdb_storage(cfg) if cfg.storage else None  # connects now: a bad URL or server fails here
     folder = study_dir(cfg, root)
     with Worker(folder, journal=not cfg.storage) as worker:
-        study = open_study(cfg, folder, space_digest(space), worker)
+        study = open_study(cfg, folder, digest, worker, storage=storage)
         with worker.turn():
             retried = recover_stale(study, worker, cfg.failures)
-        val = cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size)
-        splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
         decider = None
         if cfg.early_stopping.kind == "asha":
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
-        ctx = Context(cfg, study, space, splits, cfg.resolved_recipe(), decider, cfg.device, worker, dry_run_s)  # type: ignore[arg-type]
-        replay_rungs(ctx)
-        if on_start is not None:
-            on_start(ctx, retried)
-        if kind == "local":
-            from nasx.search.executors.local import run_local
+        with Heartbeats(study) as beats:
+            ctx = Context(cfg, study, space, splits, recipe, decider, cfg.device, worker, dry_run_s, beats)  # type: ignore[arg-type]
+            replay_rungs(ctx)
+            if on_start is not None:
+                on_start(ctx, retried)
+            if kind == "local":
+                from nasx.search.executors.local import run_local
 
-            run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
-        elif kind == "ray":
-            from nasx.search.executors.ray import run_ray
+                run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
+            elif kind == "ray":
+                from nasx.search.executors.ray import run_ray
 
-            run_ray(
-                ctx,
-                trials=cfg.budget.trials,
-                wall_time=cfg.budget.wall_time,
-                on_outcome=on_outcome,
-                storage_path=str(folder.resolve()),
-            )
-        else:
-            raise StudyError(f"executor: must be local or ray, got {kind!r}")
-        return SearchSummary(folder, progress(study), retried, trial_rows(study))
+                run_ray(
+                    ctx,
+                    trials=cfg.budget.trials,
+                    wall_time=cfg.budget.wall_time,
+                    on_outcome=on_outcome,
+                    storage_path=str(folder.resolve()),
+                )
+            return SearchSummary(folder, progress(study), retried, trial_rows(study))
 
 
 def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:

@@ -27,17 +27,24 @@ process dies, however it dies), and it records its identity on every trial it ru
   (user attribute ``waiting_for``) and is then settled the same way: a duplicate of it when it
   finished complete, stopped or with a non-finite loss, or trained when it failed in a way that
   may not repeat. Baselines are trained once per study, by whichever worker asks first.
-- **Failure policy** (``failures`` in the study config): a trial that failed by a crash, out of
-  memory or the death of its worker is queued again up to ``failures.retries`` times (``retry_of``,
-  ``attempt``); a non-finite loss is final. The failed trial keeps its record, marked ``retried``,
-  and counts towards the budget no more.
+- **Failure policy** (``failures`` in the study config): a trial that failed by a crash or out of
+  memory is queued again up to ``failures.retries`` times (``retry_of``, ``attempt``); one whose
+  worker died (``worker_lost``: a kill is not the trial's fault) spends no retry and is queued again
+  up to ``failures.lost`` times (``lost``); a non-finite loss is final. The failed trial keeps its
+  record, marked ``retried``, and counts towards the budget no more. A baseline whose retries ran
+  out is tried once more by each new search (see ``nasx.search.trial.pending_baselines``).
 - The n-th worker ever started on a study samples with a seed derived from ``(sampler.seed, n)``
   (the first uses ``sampler.seed`` itself), so a second or resumed worker does not replay the
   draws of the first.
 
-Across machines (an RDB URL) the per-machine guarantees hold on each machine; between machines
-trials are not recovered (a dead machine's running trials stay running), and the budget may be
-overshot by at most one trial per worker of another machine asking at the same moment.
+Across machines (an RDB URL) the per-machine guarantees hold on each machine. Between machines a
+running trial records Optuna's heartbeat (``heartbeat`` in the study config); one whose heartbeat
+is older than the grace period is failed as ``worker_lost`` by the next worker that asks, on any
+machine, and retried by the policy. The budget may be overshot by at most one trial per worker of
+another machine asking at the same moment.
+
+``NASX_HOST`` names this machine in worker identities instead of its host name (machines or
+containers that share a host name must set it).
 """
 
 from __future__ import annotations
@@ -45,10 +52,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -73,23 +82,35 @@ def study_dir(cfg: StudyConfig, root: Path | None = None) -> Path:
 
 
 class FlockJournalLock:
-    """The journal's write lock as a kernel ``flock`` on ``journal.log.flock``.
+    """The journal's write lock as a kernel ``flock`` on ``journal.log.flock``; it repairs a torn tail on taking it.
 
     Optuna's own journal locks are files that a killed writer leaves behind: the next writer waits
     30 s and then breaks the lock, which would also break one held by a live but slow writer. The
     kernel drops a flock the moment its holder dies, so a ``kill -9`` in the middle of an append
     costs nothing and a live writer's lock is never broken. (Optuna's ``BaseJournalFileLock``
     interface: ``acquire`` and ``release``.)
+
+    A writer killed in the middle of an append (or a full disk) leaves a partial last line. Nobody
+    writes while this lock is held, so on taking it a partial last line is moved aside to
+    ``journal.log.damaged`` before the next append, which would otherwise glue a valid record to the
+    fragment and make the whole journal unreadable (Optuna issue #5138); see :func:`repair_journal`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, journal: Path | None = None) -> None:
         self.path = path
+        self.journal = journal
         self._fd: int | None = None
 
     def acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
+        if self.journal is not None:
+            try:
+                repair_journal(self.journal, full=False)
+            except BaseException:
+                self.release()
+                raise
         return True
 
     def release(self) -> None:
@@ -98,17 +119,128 @@ class FlockJournalLock:
             os.close(fd)  # drops the lock
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "_fd": None}
+        return {"path": self.path, "journal": self.journal, "_fd": None}
+
+
+log = logging.getLogger("nasx.search")
+
+#: Damaged journal records are moved to this file beside ``journal.log`` (never deleted).
+DAMAGED_SUFFIX = ".damaged"
+
+
+def _set_aside(journal: Path, pieces: list[bytes]) -> Path:
+    aside = journal.with_name(journal.name + DAMAGED_SUFFIX)
+    with open(aside, "ab") as f:
+        for piece in pieces:
+            f.write(piece if piece.endswith(b"\n") else piece + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return aside
+
+
+def _last_newline_end(f: Any, size: int) -> int:
+    """The offset just after the last ``\\n`` of the open file ``f`` of ``size`` bytes (0 when there is none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - 65536)
+        f.seek(begin)
+        i = f.read(end - begin).rfind(b"\n")
+        if i >= 0:
+            return begin + i + 1
+        end = begin
+    return 0
+
+
+def repair_journal(journal: Path, *, full: bool) -> list[str]:
+    """Make ``journal`` (an Optuna journal file) readable again; returns what was done, each also logged as a warning.
+
+    Call it holding the journal lock (so no append is under way). A partial last line (a writer
+    killed mid-append, a full disk) is cut off; with ``full``, every line is also parsed and any
+    invalid one in the middle (left when a version without this repair appended after a fragment)
+    is taken out. What is removed is appended to ``journal.log.damaged``; the rest is kept as it was.
+    """
+    try:
+        size = journal.stat().st_size
+    except FileNotFoundError:
+        return []
+    notes = []
+    if size:
+        with open(journal, "rb") as f:
+            f.seek(size - 1)
+            torn = f.read(1) != b"\n"
+            if torn:
+                start = _last_newline_end(f, size)
+                f.seek(start)
+                fragment = f.read()
+        if torn:
+            aside = _set_aside(journal, [fragment])
+            os.truncate(journal, start)
+            notes.append(
+                f"{journal}: the last record was cut short ({len(fragment)} bytes: a write interrupted by a kill or a "
+                f"full disk); moved it to {aside.name} and kept the records before it"
+            )
+    if full and size:
+        lines = journal.read_bytes().splitlines(keepends=True)
+        bad = []
+        for i, line in enumerate(lines):
+            try:
+                json.loads(line)
+            except ValueError:
+                bad.append(i)
+        if bad:
+            aside = _set_aside(journal, [lines[i] for i in bad])
+            tmp = journal.with_name(journal.name + ".repair")
+            with open(tmp, "wb") as f:
+                skip = set(bad)
+                f.writelines(line for i, line in enumerate(lines) if i not in skip)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, journal)
+            shown = ", ".join(str(i + 1) for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            notes.append(
+                f"{journal}: {len(bad)} damaged record(s) in the middle (line {shown}) moved to {aside.name}; "
+                f"the other {len(lines) - len(bad)} records are kept"
+            )
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 def storage_for(cfg: StudyConfig, folder: Path) -> optuna.storages.BaseStorage:
+    """The study's storage: an RDB (with Optuna's heartbeat, see ``StudyConfig.heartbeat``) or the journal in ``folder``.
+
+    The journal is checked whole (and repaired, see :func:`repair_journal`) under its lock before it is read.
+    """
     if cfg.storage:
-        return optuna.storages.RDBStorage(cfg.storage)
+        return rdb_storage(cfg)
     from optuna.storages.journal import JournalFileBackend
 
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FlockJournalLock(folder / "journal.log.flock")
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log"), lock_obj=lock))  # type: ignore[arg-type]
+    journal = folder / "journal.log"
+    lock = FlockJournalLock(folder / "journal.log.flock", journal)
+    lock.acquire()  # the tail is checked on every acquire; the whole file once per opening
+    try:
+        repair_journal(journal, full=True)
+    finally:
+        lock.release()
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal), lock_obj=lock))  # type: ignore[arg-type]
+
+
+def rdb_storage(cfg: StudyConfig) -> optuna.storages.RDBStorage:
+    """``cfg.storage`` opened with Optuna's heartbeat; a URL that cannot be used is a StudyError naming ``storage``."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(
+            cfg.storage, heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace
+        )
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StudyError(f"storage: cannot open {_hide_password(cfg.storage)}: {first}") from None
+
+
+def _hide_password(url: str | None) -> str:
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url or "")
 
 
 _HELD: set[int] = set()  # worker lock fds of this process: a forked child closes them so it cannot keep a lock alive
@@ -135,7 +267,7 @@ class Worker:
 
     def __init__(self, folder: Path, *, journal: bool = True) -> None:
         self.folder, self.journal = folder, journal
-        self.host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+        self.host = re.sub(r"[^A-Za-z0-9_.-]", "_", os.environ.get("NASX_HOST") or socket.gethostname()) or "host"
         self.pid = os.getpid()
         self.id = f"{self.host}-{self.pid}-{secrets.token_hex(3)}"
         self._fd: int | None = None
@@ -227,15 +359,23 @@ def worker_seed(seed: int, n: int) -> int:
     return int(hashlib.sha256(f"{seed}:{n}".encode()).hexdigest()[:8], 16)
 
 
-def open_study(cfg: StudyConfig, folder: Path, space_digest: str, worker: Worker | None = None) -> optuna.Study:
+def open_study(
+    cfg: StudyConfig,
+    folder: Path,
+    space_digest: str,
+    worker: Worker | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
     """Create the study, or load it and check that space, objectives, fidelity, recipe and data are unchanged.
 
     With ``worker``, done under its ``ask.lock``, and the sampler is seeded for the worker's place
-    among the workers ever started on the study (see :func:`worker_seed`).
+    among the workers ever started on the study (see :func:`worker_seed`). ``storage``: one already
+    opened (default: :func:`storage_for`).
     """
+    directions = [o.direction for o in cfg.objectives]
+    make_sampler(cfg.sampler, len(directions))  # refused here, before the study's identity is written
     with worker.turn() if worker is not None else _nothing():
-        storage = storage_for(cfg, folder)
-        directions = [o.direction for o in cfg.objectives]
+        storage = storage or storage_for(cfg, folder)
         study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, load_if_exists=True)
         old = study.user_attrs.get("identity")
         identity = {**cfg.identity(), "space_digest": space_digest}
@@ -268,46 +408,122 @@ def retry_or_not(
     """Before a failed ``trial`` is told: record ``failure`` and, when the policy allows, queue it again.
 
     A candidate is re-queued with its parameters (``params``, by default those it drew; ``retry_of``,
-    ``attempt``); a baseline is asked again by name (see ``pending_baselines``). Returns whether it
-    will be retried.
+    ``attempt``, ``lost``); a baseline is asked again by name (see ``pending_baselines``). A
+    ``worker_lost`` failure spends no retry (``attempt`` stays; ``lost`` counts such runs, up to
+    ``policy.lost``). Returns whether it will be retried.
     """
     attrs = trial.user_attrs
     params = trial.params if params is None else params
     trial.set_user_attr("failure", failure)
     if attrs.get("retried"):  # queued already by a worker that died before telling
         return True
-    attempt = int(attrs.get("attempt", 0))
+    attempt, lost = int(attrs.get("attempt", 0)), int(attrs.get("lost", 0))
     role = attrs.get("role")
-    if not policy.retries_left(failure, attempt) or role not in ("candidate", "baseline"):
+    if not policy.retries_left(failure, attempt, lost) or role not in ("candidate", "baseline"):
         return False
     if role == "candidate" and not params:
         return False  # died before drawing its parameters: nothing was evaluated, nothing to repeat
     trial.set_user_attr("retried", True)
     if role == "candidate":
-        study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "attempt": attempt + 1})
+        again = {"retry_of": trial.number, "attempt": attempt, "lost": lost + 1}
+        if failure != FailureKind.WORKER_LOST.value:
+            again.update(attempt=attempt + 1, lost=lost)
+        study.enqueue_trial(params, user_attrs=again)
     return True
 
 
 def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None = None) -> list[int]:
-    """Running trials whose worker is dead (see :class:`Worker`): mark them failed and retry them by ``policy``.
+    """Running trials whose worker is dead (see :class:`Worker`), or, with an RDB storage, whose heartbeat is
+    stale: mark them failed (``worker_lost``) and retry them by ``policy``.
 
     Call it under ``worker.turn()``. ``policy``: the study's ``failures`` (default: one retry).
     """
     policy = policy or Failures()
     stale = []
+    silent = set(heartbeat_stale(study))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker")
-        if worker.liveness(who) != "dead":
+        if t._trial_id not in silent and worker.liveness(who) != "dead":
             continue
         handle = optuna.trial.Trial(study, t._trial_id)
-        handle.set_user_attr("state", "failed")
-        handle.set_user_attr("stale", True)
-        handle.set_user_attr("reason", f"the search process running it ({who or 'unknown'}) stopped (crash or kill)")
-        queued = t.system_attrs.get("fixed_params") or {}  # a retry that died before it drew its queued parameters
-        retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy, {**queued, **t.params})
-        study.tell(t.number, state=TrialState.FAIL)
+        why = "stopped sending its heartbeat" if t._trial_id in silent else "stopped"
+        try:
+            handle.set_user_attr("state", "failed")
+            handle.set_user_attr("stale", True)
+            handle.set_user_attr("reason", f"the search process running it ({who or 'unknown'}) {why} (crash or kill)")
+            queued = t.system_attrs.get("fixed_params") or {}  # a retry that died before it drew its queued parameters
+            retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy, {**queued, **t.params})
+            study.tell(t.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # a worker of another machine recovered it first
         stale.append(t.number)
     return stale
+
+
+def heartbeat_stale(study: optuna.Study) -> list[int]:
+    """Ids of running trials whose heartbeat is older than the grace period (an RDB storage with a heartbeat; else none).
+
+    Optuna's ``fail_stale_trials`` would fail them before nasx could record why and queue the retry
+    (a finished trial takes no more attributes), so the stale ids are read the way it reads them.
+    """
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    return list(storage._get_stale_trial_ids(study._study_id))
+
+
+class Heartbeats:
+    """This worker's heartbeat (RDB storage with a heartbeat; otherwise it does nothing): a thread that records
+    Optuna's heartbeat every ``heartbeat.interval`` seconds for each trial :meth:`add`-ed, until it finishes.
+
+    One thread for the worker, not one per trial, so trials held by the Ray executor's driver or waiting
+    for a twin beat as well as the one training; the first beat is recorded at once (a worker that
+    dies before its first interval is found too).
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+        storage = study._storage
+        self.storage = storage if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage) else None
+        self.ids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeats:
+        if self.storage is not None:
+            self._thread = threading.Thread(target=self._run, name="nasx-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def add(self, trial_id: int) -> None:
+        if self.storage is None:
+            return
+        self.storage.record_heartbeat(trial_id)
+        self.ids.add(trial_id)
+
+    def _run(self) -> None:
+        assert self.storage is not None
+        interval = self.storage.get_heartbeat_interval() or 60
+        while not self._stop.wait(interval):
+            for trial_id in list(self.ids):
+                try:
+                    if self.storage.get_trial(trial_id).state.is_finished():  # type: ignore[attr-defined]
+                        self.ids.discard(trial_id)
+                    else:
+                        self.storage.record_heartbeat(trial_id)
+                except Exception as exc:  # the database unreachable for a moment: beat again next interval
+                    log.warning("heartbeat of trial id %s not recorded: %s", trial_id, str(exc).splitlines()[0] if str(exc) else exc)
+
+    def __getstate__(self) -> dict[str, Any]:  # Ray Tune may pickle the searcher that holds the context
+        return {"storage": None, "ids": set(), "_stop": None, "_thread": None}
 
 
 def evaluated(t: FrozenTrial) -> bool:

@@ -22,7 +22,7 @@ from nasx.data.types import Splits
 from nasx.errors import NasxError
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
+from nasx.search.study import Heartbeats, Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Recipe
@@ -41,6 +41,7 @@ class Context:
     device: str | None
     worker: Worker  # this process, holding its lock (see nasx.search.study)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
+    beats: Heartbeats | None = None  # RDB storage: the worker's heartbeat for the trials it holds
 
 
 #: How often a worker looks again at a trial it waits for (a twin in training, other workers' last trials).
@@ -202,6 +203,8 @@ Step = Candidate | Outcome | Literal["idle", "done"]
 def _mark(ctx: Context, trial: optuna.Trial, role: str) -> None:
     trial.set_user_attr("role", role)
     trial.set_user_attr("worker", ctx.worker.id)
+    if ctx.beats is not None:
+        ctx.beats.add(trial._trial_id)
 
 
 def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None) -> Step:
@@ -308,17 +311,28 @@ def wait_for_twin(ctx: Context, cand: Candidate) -> Outcome | Candidate:
 
 
 def pending_baselines(ctx: Context) -> list[str]:
-    """The study's baselines that no live worker is training and that have no final result (failed ones retried by policy)."""
+    """The study's baselines still to train: none of their trials is running on a live worker or has a final result.
+
+    A baseline is never given up for good by a kill: a failed attempt is retried by the failure
+    policy (a ``worker_lost`` spends no retry), and one whose retries ran out in an earlier search
+    (its worker is gone) is tried once more by each new search. Only a non-finite loss (it repeats)
+    or ``failures.lost`` lost workers in a row is final.
+    """
     taken = set()
     for t in ctx.study.get_trials(deepcopy=False):
         a = t.user_attrs
         if a.get("role") != "baseline":
             continue
+        alive = ctx.worker.liveness(a.get("worker")) != "dead"
         if t.state == TrialState.RUNNING:
-            if ctx.worker.liveness(a.get("worker")) != "dead":
+            if alive:
                 taken.add(a.get("name"))
         elif t.state.is_finished() and not a.get("retried"):
-            taken.add(a.get("name"))
+            failure = a.get("failure")
+            final = t.state != TrialState.FAIL or failure == FailureKind.NON_FINITE_LOSS.value
+            gave_up = failure == FailureKind.WORKER_LOST.value and int(a.get("lost", 0)) >= ctx.cfg.failures.lost
+            if final or gave_up or alive:
+                taken.add(a.get("name"))
     return [b for b in ctx.cfg.baselines if b not in taken]
 
 
@@ -331,11 +345,13 @@ def ask_baseline(ctx: Context, name: str) -> Candidate:
     before = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("name") == name and t.user_attrs.get("retried")
+        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("name") == name and t.state == TrialState.FAIL
     ]
     if before:
+        lost = sum(t.user_attrs.get("failure") == FailureKind.WORKER_LOST.value for t in before)
         trial.set_user_attr("retry_of", before[-1].number)
-        trial.set_user_attr("attempt", len(before))
+        trial.set_user_attr("attempt", len(before) - lost)
+        trial.set_user_attr("lost", lost)
     net = zoo.get(name)
     params, macs = record_genotype(trial, net, "baseline", name)
     trial.set_user_attr("training", True)

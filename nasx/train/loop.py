@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -244,6 +245,86 @@ def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# ---- checks before anything is created ---------------------------------------------------------
+
+
+class SetupError(NasxError):
+    """A device, data set or fidelity that cannot train the network: refused before data is loaded or folders are made."""
+
+
+def check_device(device: torch.device | str | None, where: str = "device") -> torch.device:
+    """``device`` as a torch device that exists on this machine (default: cuda when available, else cpu)."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise SetupError(f"{where}: not a torch device ({str(exc).splitlines()[0]}), got {str(device)!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SetupError(f"{where}: no CUDA device on this machine, got {str(device)!r}; use cpu")
+        if dev.index is not None and dev.index >= n:
+            raise SetupError(f"{where}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}), got {str(device)!r}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SetupError(f"{where}: no MPS device on this machine, got {str(device)!r}")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise SetupError(f"{where}: must be cpu, cuda, cuda:N or mps, got {str(device)!r}")
+    return dev
+
+
+def check_data(data: Splits, recipe: Recipe, fidelity: Fidelity | None = None, *, classes: int | None = None, where: str = "data") -> None:
+    """Refuse a training split that cannot train a classifier; warn when it lacks some of the network's classes.
+
+    Fewer images than one batch (the loader drops the last partial batch, so nothing would train),
+    or a single class (every prediction is right: ``val 100%`` would mean nothing), is refused.
+    ``classes``: the network's; labels beyond it are refused, and a split holding fewer of them is
+    trained with a warning (a subset of CIFAR-10 is a legitimate proxy).
+    """
+    from nasx.data.loader import stratified_fraction
+
+    fidelity = fidelity or Fidelity()
+    labels = np.asarray(data.train.labels)
+    n = len(labels) if fidelity.fraction >= 1 else len(stratified_fraction(labels, fidelity.fraction, 0))
+    if n < recipe.batch_size:
+        used = f" ({fidelity.fraction:g} of {len(labels):,})" if fidelity.fraction < 1 else ""
+        raise SetupError(
+            f"{where}: the training split holds {n:,} images{used}, fewer than one batch of {recipe.batch_size} "
+            f"({len(data.val):,} more are held out for validation); use more images, or a recipe with a smaller batch_size"
+        )
+    present = np.unique(labels)
+    if len(present) < 2:
+        name = data.train.classes[int(present[0])] if len(present) and int(present[0]) < len(data.train.classes) else "?"
+        raise SetupError(
+            f"{where}: the training split holds images of one class only ({name!r}); a classifier needs at least 2 "
+            "(its accuracy would be 100% and mean nothing)"
+        )
+    if classes is not None:
+        if int(present.max()) >= classes:
+            raise SetupError(f"{where}: labels go up to {int(present.max())}, but the network has {classes} classes")
+        if len(present) < classes:
+            log.warning(
+                "%s: the training split holds images of %d of the network's %d classes; accuracy is measured over those only",
+                where,
+                len(present),
+                classes,
+            )
+
+
+def check_resolution(genotype: Network, fidelity: Fidelity | None, where: str = "resolution") -> None:
+    """Refuse a training resolution at which the network's strided stages have nothing left to reduce."""
+    from nasx.models.complexity import min_resolution, resolution_problem
+
+    if fidelity is None or fidelity.resolution is None:
+        return
+    problem = resolution_problem(genotype, fidelity.resolution)
+    if problem is not None:
+        raise SetupError(
+            f"{where}: {fidelity.resolution} is too small for {genotype.name or 'this network'} ({problem}); "
+            f"the smallest it trains at is {min_resolution(genotype)}"
+        )
+
+
 # ---- evaluation --------------------------------------------------------------------------------
 
 
@@ -314,7 +395,9 @@ def train(
     not synchronise). Raises :class:`TrainingFailed` on a non-finite loss or out-of-memory.
     """
     fidelity = fidelity or Fidelity()
-    device = torch.device(device) if device is not None else default_device()
+    device = check_device(device)
+    check_resolution(genotype, fidelity)
+    check_data(data, recipe, fidelity, classes=genotype.input.classes)
     precision, channels_last = resolve_precision(recipe, device)
     epochs = fidelity.epochs_for(recipe)
     torch.manual_seed(seed)

@@ -145,7 +145,7 @@ class StudySearcher(Searcher):
             "early_stop": cand.early_stop,
             "costs": list(costs),
             "source": cfg.data.source,
-            "val_size": cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size),
+            "val_size": cfg.data.val,
             "split_seed": cfg.data.split_seed,
             "recipe": ctx.recipe.model_dump(mode="json"),
             "fidelity": cfg.fidelity.model_dump(mode="json"),
