@@ -133,12 +133,14 @@ def describe(
 ) -> None:
     """Per-stage breakdown of one network: output shape, params, MACs; plus its string form and digest."""
     from nasx import zoo as registry
-    from nasx.models.complexity import activation_memory, complexity
+    from nasx.models.complexity import activation_memory, collapse_warnings, complexity
     from nasx.space.genotype import cell_lines
 
     net = registry.resolve(network)
     c = complexity(net)
     act = activation_memory(net, batch=batch)
+    for line in collapse_warnings(net):
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     if as_json:
         doc = {
             "name": net.name,
@@ -230,15 +232,26 @@ def train(
     from nasx import zoo as registry
     from nasx.train import EpochMetrics, Fidelity, load_recipe, train_run
 
+    from nasx.models.complexity import collapse_warnings
+    from nasx.train.loop import check_data, check_device, check_resolution
+    from nasx.train.run import run_name
+
+    if not 0 < fraction <= 1:
+        raise typer.BadParameter(f"must lie in (0, 1], got {fraction}", param_hint="--fraction")
     net = registry.resolve(network)
     rec = load_recipe(recipe)
     fid = Fidelity(epochs=epochs, fraction=fraction, resolution=resolution)
+    check_device(device, where="--device")  # before the data is loaded or the run folder made
+    check_resolution(net, fid, where="--resolution")
     n_epochs = fid.epochs_for(rec)
-    val = datasets.DEFAULT_VAL_FRACTION if val_size is None else val_size if val_size < 1 else int(val_size)
+    val = datasets.DEFAULT_VAL_FRACTION if val_size is None else datasets.as_val_size(val_size)
     splits = datasets.load_splits(data, val_size=val, seed=split_seed)
+    check_data(splits, rec, fid, classes=net.input.classes, where=f"--data {data}")
     test_set = datasets.load_test(data) if test else None
     name = net.name or Path(network).stem
-    run_dir = Path(out_dir) if out_dir else Path("runs") / f"{name}-{rec.name}-e{n_epochs}-s{seed}"
+    run_dir = Path(out_dir) if out_dir else Path("runs") / run_name(name, rec.name, n_epochs, seed)
+    for line in collapse_warnings(net, fid.resolution):
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     err.print(
         f"training {escape(name)} on {escape(splits.source)}: {len(splits.train):,} train / {len(splits.val):,} val, "
         f"recipe {escape(rec.name)}, {n_epochs} epochs -> {escape(str(run_dir))}",
@@ -530,7 +543,9 @@ def export_models(
 
         cfg = _study_config(source)
         runs = export_targets(load_study(cfg, Path(root)), trial=trial, top=top, seed=seed)
-        targets = [(f"{cfg.name}-{r['label']}", Path(r["run_dir"])) for r in runs]
+        from nasx.train.run import safe_part
+
+        targets = [(safe_part(f"{cfg.name}-{r['label']}"), Path(r["run_dir"])) for r in runs]
     table = Table(title="exported models")
     for col in ("model", "folder", "params", "MACs", "ONNX max |diff|"):
         table.add_column(col, justify="left" if col in ("model", "folder") else "right")

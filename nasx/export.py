@@ -258,11 +258,36 @@ def load(folder: str | Path, device: torch.device | str = "cpu") -> Net:
 
     folder = Path(folder)
     net = read_genotype(folder)
-    model = build_network(net)
     path = folder / WEIGHTS
-    _check_weights(model, path, net)
+    bound_cost(net, path, LoadError)
+    model = build_network(net)
     model.load_state_dict(load_file(str(path), device="cpu"))
     return model.to(device).eval()
+
+
+def bound_cost(net: Network, weights: Path, error: type[NasxError]) -> None:
+    """Refuse, before anything is allocated, a genotype the weights file does not fit or this machine cannot hold.
+
+    The network is built on the ``meta`` device (no memory) and its state dict compared, tensor by
+    tensor, with the shapes in the safetensors header (read without the tensors); a genotype far
+    larger than its weights file (e.g. 65,536 channels wide) fails here. Then its bytes are compared
+    with the host memory.
+    """
+    from nasx.models.complexity import memory_problem
+
+    with torch.device("meta"):
+        meta = build_network(net)
+    try:
+        _check_weights(meta, weights, net)
+    except LoadError as exc:
+        raise error(str(exc)) from None
+    size = weights.stat().st_size
+    need = sum(t.numel() * t.element_size() for t in meta.state_dict().values())
+    if need > 2 * size + (1 << 20):  # fp32 from a bf16/fp16 file at most doubles; the header is small
+        raise error(f"{weights}: the genotype {net.name or net.digest} needs {need:,} bytes of weights, the file holds {size:,}")
+    problem = memory_problem(net)
+    if problem is not None:
+        raise error(f"{weights.parent}: {problem}")
 
 
 # ---- ONNX --------------------------------------------------------------------------------------
@@ -538,8 +563,10 @@ def export_model(
     name = name or net.name or f"nasx-{net.digest}"
     if name != net.name:
         net = net.model_copy(update={"name": name})  # the name is not part of the digest
-    model = build_network(net).eval()
     source = Path(weights) if isinstance(weights, str | Path) else None
+    if source is not None:
+        bound_cost(net, source, ExportError)  # a file from elsewhere: checked on meta before the network is built
+    model = build_network(net).eval()
     if source is not None:
         try:
             found = weight_shapes(source)

@@ -20,6 +20,9 @@ import yaml
 #: how many values one document may hold in all (the largest zoo genotype holds about 2,000).
 MAX_NESTING, MAX_VALUES = 50, 200_000
 
+#: The largest YAML file read (the largest shipped one is under 5 KiB): a bigger one is refused unread.
+MAX_BYTES = 1 << 20
+
 
 class YamlProblem(ValueError):
     """What is wrong with a YAML text: ``where`` (``line 3, column 7``, a field path, or ``""``) and ``message``."""
@@ -30,10 +33,24 @@ class YamlProblem(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-def read_text(path: str | Path, what: str) -> str:
-    """The text of ``path`` (a ``what``, e.g. "study config"), or a YamlProblem saying why it cannot be read."""
+def read_text(path: str | Path, what: str, limit: int = MAX_BYTES) -> str:
+    """The text of ``path`` (a ``what``, e.g. "study config"), or a YamlProblem saying why it cannot be read.
+
+    Only a regular file is read (not a folder, a device or a pipe), and only up to ``limit`` bytes:
+    a larger one is refused with its size, before any parsing.
+    """
+    p = Path(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        info = p.stat()
+        if not p.is_file():
+            raise YamlProblem("", f"cannot read the {what}: not a regular file")
+        if info.st_size > limit:
+            raise YamlProblem("", f"the {what} is {info.st_size:,} bytes; a {what} may be at most {limit:,} bytes ({limit >> 20} MiB)")
+        with open(p, "rb") as f:
+            raw = f.read(limit + 1)
+        if len(raw) > limit:
+            raise YamlProblem("", f"the {what} is over {limit:,} bytes; a {what} may be at most {limit:,} bytes")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         byte = exc.object[exc.start]
         raise YamlProblem("", f"cannot read the {what}: not UTF-8 text (byte {exc.start} is {byte:#04x})") from None
@@ -41,47 +58,106 @@ def read_text(path: str | Path, what: str) -> str:
         raise YamlProblem("", f"cannot read the {what}: {exc.strerror or exc}") from None
 
 
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
 def parse(text: str) -> Any:
-    """The value of one YAML document, read with ``yaml.safe_load``; YamlProblem if it is not a sound one."""
+    """The value of one YAML document, read with PyYAML's safe loader; YamlProblem if it is not a sound one.
+
+    Before any value is built: the nesting depth is checked on the token stream (no recursion), then
+    the node graph for keys given twice and for aliases that expand to more than ``MAX_VALUES``
+    values; each refusal names its line and column.
+    """
+    if len(text) > MAX_BYTES:
+        raise YamlProblem("", f"the text is {len(text):,} characters; at most {MAX_BYTES:,} are read")
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
-        _check_duplicate_keys(text)
+        _check_depth(text)
+        root = loader.get_single_node()
+        _check_nodes(root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = _at(mark) if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise YamlProblem(where, f"invalid YAML: {problem}") from None
     except RecursionError:  # the YAML parser recurses once per nesting level
         raise YamlProblem("", f"invalid YAML: nested more than {MAX_NESTING} levels deep") from None
+    finally:
+        loader.dispose()
     problem = nesting_problem(data)
     if problem is not None:
         raise YamlProblem(*problem)
     return data
 
 
-def _check_duplicate_keys(text: str) -> None:
-    """Raise a YamlProblem at the second spelling of a key in one mapping (the node graph is walked once per node)."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    stack, seen = [root], set()
+_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _check_depth(text: str, limit: int = MAX_NESTING) -> None:
+    """Refuse, at its line and column, a collection opened more than ``limit`` levels deep (read from the tokens)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > limit:
+                raise YamlProblem(_at(token.start_mark), f"invalid YAML: nested more than {limit} levels deep")
+        elif isinstance(token, _CLOSE):
+            depth -= 1
+
+
+def _check_nodes(root: yaml.Node | None, most: int = MAX_VALUES) -> None:
+    """Refuse a key given twice in one mapping, or a node whose aliases expand it to more than ``most`` values.
+
+    Walked without recursion; an alias is a second reference to the same node, so each node's
+    expanded size is computed once and counted at every reference.
+    """
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
     while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
+        node, done = stack.pop()
         if isinstance(node, yaml.MappingNode):
-            first: dict[tuple[str, str], int] = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if (key.tag, key.value) in first:
-                        mark = key.start_mark
-                        raise YamlProblem(
-                            f"line {mark.line + 1}, column {mark.column + 1}",
-                            f"duplicate key {key.value!r} (first given on line {first[key.tag, key.value] + 1})",
-                        )
-                    first[key.tag, key.value] = key.start_mark.line
-                stack += [key, value]
+            children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
-            stack += node.value
+            children = list(node.value)
+        else:
+            size[id(node)] = 1
+            continue
+        if done:
+            open_.discard(id(node))
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > most:
+                raise YamlProblem(_at(node.start_mark), f"holds more than {most} values (YAML aliases multiply them)")
+            size[id(node)] = total
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_:
+            raise YamlProblem(_at(node.start_mark), "an alias refers to a value that contains it")
+        open_.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise YamlProblem(_at(child.start_mark), "an alias refers to a value that contains it")
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def _check_keys(node: yaml.MappingNode) -> None:
+    """Raise a YamlProblem at the second spelling of a key in the mapping ``node``."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            if (key.tag, key.value) in first:
+                raise YamlProblem(_at(key.start_mark), f"duplicate key {key.value!r} (first given on line {first[key.tag, key.value] + 1})")
+            first[key.tag, key.value] = key.start_mark.line
 
 
 def nesting_problem(data: Any, limit: int = MAX_NESTING, most: int = MAX_VALUES) -> tuple[str, str] | None:
@@ -109,4 +185,4 @@ def nesting_problem(data: Any, limit: int = MAX_NESTING, most: int = MAX_VALUES)
     return None
 
 
-__all__ = ["MAX_NESTING", "MAX_VALUES", "YamlProblem", "nesting_problem", "parse", "read_text"]
+__all__ = ["MAX_BYTES", "MAX_NESTING", "MAX_VALUES", "YamlProblem", "nesting_problem", "parse", "read_text"]

@@ -406,5 +406,5 @@ def test_a_queued_retry_whose_worker_died_before_it_drew_its_parameters_is_queue
     assert trials[asked.number].state == TrialState.FAIL and trials[asked.number].user_attrs["retried"]
     again = [t for t in trials if t.state == TrialState.WAITING]
     assert len(again) == 1 and again[0].system_attrs["fixed_params"] == point
-    assert again[0].user_attrs == {"retry_of": asked.number, "attempt": 2}
+    assert again[0].user_attrs == {"retry_of": asked.number, "attempt": 1, "lost": 1}, "a lost worker spends no retry"
     assert trials[unmarked.number].state == TrialState.FAIL and "retried" not in trials[unmarked.number].user_attrs

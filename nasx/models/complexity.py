@@ -15,6 +15,7 @@ measured in well under a second.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -162,3 +163,45 @@ def min_resolution(genotype: Network) -> int:
         else:
             lo = mid + 1
     return hi
+
+
+def collapse_warnings(genotype: Network, resolution: int | None = None) -> list[str]:
+    """Warnings for a network whose strides leave later stages a single pixel (at ``resolution``, default its own)."""
+    side = resolution or genotype.input.resolution
+    problem = resolution_problem(genotype, side)
+    if problem is None:
+        return []
+    return [f"{genotype.name or 'the network'} at resolution {side}: {problem}; the later stages see a single pixel"]
+
+
+def state_bytes(genotype: Network) -> int:
+    """Bytes of the built network's state dict (parameters and buffers, at their dtypes), counted on ``meta``."""
+    return sum(t.numel() * t.element_size() for t in _meta_net(genotype).state_dict().values())
+
+
+def physical_memory(device: torch.device | str = "cpu") -> int | None:
+    """Total memory of ``device`` in bytes (host RAM for the CPU), or None when it cannot be told."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(device.index or 0).total_memory)
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def memory_problem(genotype: Network, device: torch.device | str = "cpu", copies: int = 1) -> str | None:
+    """Why ``copies`` of the network's state (1 to load it; weights, gradients and optimizer state to train it)
+    cannot fit in ``device``'s total memory, or None. Counted on ``meta``: nothing is allocated."""
+    need = state_bytes(genotype) * copies
+    total = physical_memory(device)
+    if total is not None and need > total:
+        gib = 1 << 30
+        return (
+            f"{genotype.name or 'the network'} has {complexity(genotype).params:,} parameters: "
+            f"{need / gib:,.1f} GiB for {'its weights' if copies == 1 else f'{copies} copies of its weights (training)'}, "
+            f"more than the {total / gib:,.1f} GiB of {torch.device(device).type} memory here"
+        )
+    return None

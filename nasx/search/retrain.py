@@ -104,13 +104,15 @@ def plan(
     models = front_members(study, cfg, top) + baselines(study, cfg, only_baselines)
     if not models:
         raise StudyError(f"study {cfg.name!r} has no complete front member and no baseline to retrain")
+    from nasx.train.run import run_name
+
     folder = study_dir(cfg, root) / "final"
     jobs = []
     for m in models:
         for seed in range(seeds):
             key = run_key(m.net, recipe, epochs, seed)
             if key not in study.user_attrs:
-                jobs.append(Job(m, seed, key, folder / f"{m.label}-{recipe.name}-e{epochs}-s{seed}"))
+                jobs.append(Job(m, seed, key, folder / run_name(m.label, recipe.name, epochs, seed)))
     return jobs
 
 

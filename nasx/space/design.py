@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import random as _random
 import re
 from collections.abc import Iterator
@@ -1147,10 +1148,18 @@ def space_names() -> list[str]:
 
 
 def load_space(name_or_path: str) -> DesignSpace:
-    """A shipped space by name (``macro-cifar``), or a design-space YAML file by path."""
-    p = Path(name_or_path)
-    if p.suffix not in (".yaml", ".yml") and not p.is_file():
-        p = spaces_dir() / f"{name_or_path}.yaml"
+    """A shipped space by name (``macro-cifar``), or a design-space YAML file by path.
+
+    A name is looked up in the spaces folder only; a path is meant when the text holds a ``/`` or
+    ends in ``.yaml``/``.yml``, and only a regular file with that suffix is read.
+    """
+    text = str(name_or_path)
+    p = Path(text)
+    if "/" in text or os.sep in text or p.suffix in (".yaml", ".yml"):
+        if p.suffix not in (".yaml", ".yml"):
+            raise SpaceError([("", "a design-space file ends in .yaml or .yml (a name is looked up in search_spaces/)")], text)
+    else:
+        p = spaces_dir() / f"{text}.yaml"
         if not p.is_file():
             close = difflib.get_close_matches(name_or_path, space_names(), n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(space_names())}"

@@ -398,6 +398,11 @@ def train(
     device = check_device(device)
     check_resolution(genotype, fidelity)
     check_data(data, recipe, fidelity, classes=genotype.input.classes)
+    from nasx.models.complexity import memory_problem
+
+    too_big = memory_problem(genotype, device, copies=4)  # weights, gradients, momentum, a spare: before building
+    if too_big is not None:
+        raise TrainingFailed("out_of_memory", 1, too_big)
     precision, channels_last = resolve_precision(recipe, device)
     epochs = fidelity.epochs_for(recipe)
     torch.manual_seed(seed)

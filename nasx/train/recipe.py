@@ -94,7 +94,9 @@ class Recipe(Frozen):
             raise RecipeError(f"{path}: a recipe file is a mapping of fields, got {type(data).__name__}")
         base = data.pop("preset", None)
         if base is not None:
-            data = {**preset(str(base)).model_dump(), **data}
+            if str(base) not in PRESETS:
+                raise RecipeError(f"{path}: preset: unknown recipe preset {base!r}; presets: {', '.join(PRESETS)}")
+            data = {**PRESETS[str(base)].model_dump(), **data}
         return _validated(cls, data, str(path))
 
 

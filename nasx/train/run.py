@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +37,21 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def safe_part(text: str) -> str:
+    """``text`` as one path component that stays where it is put: no separators, no ``..``, no leading dot.
+
+    Names come from user files (a genotype's or a recipe's ``name:``); anything but letters, digits,
+    ``_``, ``.`` and ``-`` becomes ``_``, so ``../../x`` is ``.._.._x`` made harmless as ``_.._.._x``.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:120] or "_"
+    return "_" + cleaned if cleaned.startswith(".") else cleaned
+
+
+def run_name(network: str, recipe: str, epochs: int, seed: int) -> str:
+    """The default run folder name ``NETWORK-RECIPE-eEPOCHS-sSEED``, one safe path component (see :func:`safe_part`)."""
+    return safe_part(f"{network}-{recipe}-e{epochs}-s{seed}")
 
 
 def _write_text(path: Path, text: str) -> None:
