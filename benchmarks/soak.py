@@ -70,10 +70,15 @@ def check(root: Path, trials: int, baselines: list[str]) -> dict[str, int]:
     evaluated = [
         t
         for t in cand
-        if t.state.is_finished() and "digest" in t.user_attrs and t.user_attrs.get("state") != "infeasible" and not t.user_attrs.get("retried")
+        if t.state.is_finished()
+        and "digest" in t.user_attrs
+        and t.user_attrs.get("state") != "infeasible"
+        and not t.user_attrs.get("retried")
     ]
     failed_for_good = [t for t in evaluated if t.state == TrialState.FAIL and t.user_attrs.get("state") == "failed"]
-    done_baselines = {t.user_attrs.get("name") for t in trials_ if t.user_attrs.get("role") == "baseline" and t.state == TrialState.COMPLETE}
+    done_baselines = {
+        t.user_attrs.get("name") for t in trials_ if t.user_attrs.get("role") == "baseline" and t.state == TrialState.COMPLETE
+    }
     trained = Counter(
         t.user_attrs["digest"] for t in trials_ if t.state.is_finished() and t.user_attrs.get("state") in ("complete", "stopped")
     )
@@ -127,7 +132,15 @@ def soak(trials: int, workers: int, kill_every: float, sleep: float, space: str,
         time.sleep(0.05)
     seconds = time.perf_counter() - t0
     figures = check(root, trials, cfg["baselines"])
-    return {"trials": trials, "workers": workers, "injections": kills, "processes": started, "crashed": failures, **figures, "seconds": round(seconds)}
+    return {
+        "trials": trials,
+        "workers": workers,
+        "injections": kills,
+        "processes": started,
+        "crashed": failures,
+        **figures,
+        "seconds": round(seconds),
+    }
 
 
 def main() -> None:

@@ -230,9 +230,8 @@ def train(
 
     from nasx import data as datasets
     from nasx import zoo as registry
-    from nasx.train import EpochMetrics, Fidelity, load_recipe, train_run
-
     from nasx.models.complexity import collapse_warnings
+    from nasx.train import EpochMetrics, Fidelity, load_recipe, train_run
     from nasx.train.loop import check_data, check_device, check_resolution
     from nasx.train.run import run_name
 

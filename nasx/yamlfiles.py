@@ -45,7 +45,9 @@ def read_text(path: str | Path, what: str, limit: int = MAX_BYTES) -> str:
         if not p.is_file():
             raise YamlProblem("", f"cannot read the {what}: not a regular file")
         if info.st_size > limit:
-            raise YamlProblem("", f"the {what} is {info.st_size:,} bytes; a {what} may be at most {limit:,} bytes ({limit >> 20} MiB)")
+            raise YamlProblem(
+                "", f"the {what} is {info.st_size:,} bytes; a {what} may be at most {limit:,} bytes ({limit >> 20} MiB)"
+            )
         with open(p, "rb") as f:
             raw = f.read(limit + 1)
         if len(raw) > limit:
@@ -156,7 +158,9 @@ def _check_keys(node: yaml.MappingNode) -> None:
     for key, _ in node.value:
         if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
             if (key.tag, key.value) in first:
-                raise YamlProblem(_at(key.start_mark), f"duplicate key {key.value!r} (first given on line {first[key.tag, key.value] + 1})")
+                raise YamlProblem(
+                    _at(key.start_mark), f"duplicate key {key.value!r} (first given on line {first[key.tag, key.value] + 1})"
+                )
             first[key.tag, key.value] = key.start_mark.line
 
 

@@ -68,7 +68,9 @@ def test_a_torn_last_record_is_moved_aside_said_and_the_next_search_appends_afte
     assert sum(not t.user_attrs.get("retried") for t in done) == 5
 
 
-def test_an_invalid_line_in_the_middle_is_moved_aside_when_the_study_is_opened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_invalid_line_in_the_middle_is_moved_aside_when_the_study_is_opened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = _finished_study(tmp_path)
     journal = folder / "journal.log"
     lines = journal.read_bytes().splitlines(keepends=True)
@@ -151,14 +153,18 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cifar-10-batches-py"
 
 
-def test_a_genotype_or_recipe_named_with_dot_dots_trains_inside_runs(tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_genotype_or_recipe_named_with_dot_dots_trains_inside_runs(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     net = Network.from_string(NET).model_copy(update={"name": "../../../escaped"})
     (work / "net.yaml").write_text(net.to_yaml())
     (work / "recipe.yaml").write_text("name: ../../away\nbatch_size: 16\neval_batch_size: 32\nprecision: fp32\nepochs: 1\n")
     monkeypatch.chdir(work)
-    result = runner.invoke(app, ["train", "net.yaml", "--data", str(data), "--recipe", "recipe.yaml", "--device", "cpu", "--val-size", "20"])
+    result = runner.invoke(
+        app, ["train", "net.yaml", "--data", str(data), "--recipe", "recipe.yaml", "--device", "cpu", "--val-size", "20"]
+    )
     assert result.exit_code == 0, result.output
     made = [p for p in (work / "runs").iterdir()]
     assert len(made) == 1 and (made[0] / "summary.json").is_file()
@@ -177,7 +183,9 @@ def _small_model_folder(folder: Path, wide: int) -> None:
     small = Network.from_string(NET)
     folder.mkdir()
     save_file({k: v.contiguous() for k, v in build_network(small).state_dict().items()}, str(folder / "weights.safetensors"))
-    (folder / "genotype.yaml").write_text(Network.from_string(NET.replace("@8", f"@{wide}").replace("out=8", f"out={wide}")).to_yaml())
+    (folder / "genotype.yaml").write_text(
+        Network.from_string(NET.replace("@8", f"@{wide}").replace("out=8", f"out={wide}")).to_yaml()
+    )
 
 
 def test_load_refuses_a_huge_genotype_before_building_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +306,9 @@ def test_a_stride_that_leaves_later_stages_one_pixel_is_warned() -> None:
 
 
 def test_describe_prints_the_collapse_warning(tmp_path: Path) -> None:
-    net = Network.from_string("input(resolution=4, classes=10) | stem[conv(out=8)] | 1*residual()@8/2 | 1*residual()@8/2 | 1*residual()@8/2")
+    net = Network.from_string(
+        "input(resolution=4, classes=10) | stem[conv(out=8)] | 1*residual()@8/2 | 1*residual()@8/2 | 1*residual()@8/2"
+    )
     (tmp_path / "n.yaml").write_text(net.to_yaml())
     result = runner.invoke(app, ["describe", str(tmp_path / "n.yaml")])
     assert result.exit_code == 0 and "warning:" in result.output and "stage3" in result.output
@@ -308,12 +318,16 @@ def test_a_yaml_file_over_one_mebibyte_is_refused_at_once_with_its_size(tmp_path
     path = tmp_path / "big.yaml"
     path.write_text("name: s\nspace: macro-cifar\nbudget: {trials: 1}\n" + "# padding\n" * 200_000)
     t0 = time.perf_counter()
-    with pytest.raises(StudyError, match=r"big\.yaml: the study config is 2,000,0\d\d bytes; a study config may be at most 1,048,576"):
+    with pytest.raises(
+        StudyError, match=r"big\.yaml: the study config is 2,000,0\d\d bytes; a study config may be at most 1,048,576"
+    ):
         StudyConfig.load(path)
     assert time.perf_counter() - t0 < 1
 
 
-def test_a_space_name_is_looked_up_in_the_spaces_folder_and_a_path_must_be_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_space_name_is_looked_up_in_the_spaces_folder_and_a_path_must_be_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nasx.errors import SpaceError
     from nasx.space.design import load_space
 
@@ -338,7 +352,9 @@ def test_a_resolution_too_small_says_the_minimum(tmp_path: Path, data: Path) -> 
 
 
 def test_data_smaller_than_a_batch_is_reported_as_too_few_images(tmp_path: Path, data: Path) -> None:
-    result = runner.invoke(app, ["train", "resnet20_cifar", "--data", str(data), "--recipe", "fast", "--device", "cpu", "--val-size", "20"])
+    result = runner.invoke(
+        app, ["train", "resnet20_cifar", "--data", str(data), "--recipe", "fast", "--device", "cpu", "--val-size", "20"]
+    )
     assert result.exit_code == 2, result.output
     assert "holds 100 images" in result.output and "fewer than one batch of 512" in result.output
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from search_helpers import tiny_config, trained_per_digest, workers
+from search_helpers import tiny_config, tiny_data, trained_per_digest, workers
 
 from nasx.search import status
 
@@ -91,3 +91,71 @@ def test_two_workers_share_a_study_in_postgresql(tmp_path: Path, postgres_url: s
     assert p.trials == budget and not any(r["state"] in ("running", "waiting") for r in rows)
     assert max(trained_per_digest(rows).values()) == 1 and sum(r["role"] == "baseline" for r in rows) == 1
     assert len({r["worker"] for r in cand}) == 2, "both workers ran candidates"
+
+
+HEARTBEAT_WORKER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from search_helpers import TinySpace, tiny_config
+from nasx.search import run_search
+
+run_search(tiny_config(Path({folder!r}), **{overrides!r}), root=Path({folder!r}) / "runs", space=TinySpace(), dry_run_s={dry_run_s!r})
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_recovered_by_another_machine_through_the_heartbeat(tmp_path: Path, postgres_url: str) -> None:
+    """Two workers as two machines (``NASX_HOST``): one is killed in the middle of a trial; the other cannot see
+    its lock file, finds the trial's heartbeat stale after the grace period, fails it as worker_lost and retries it."""
+    import sys
+    import time
+
+    import optuna
+
+    common = {
+        "name": "beat",
+        "budget": {"trials": 3},
+        "early_stopping": {"kind": "none"},
+        "fidelity": {"epochs": 1},
+        "storage": postgres_url,
+        "heartbeat": {"interval": 1, "grace": 3},
+    }
+    tiny_data(tmp_path)
+    tests = str(Path(__file__).resolve().parent)
+
+    def start(host: str, dry_run_s: float) -> subprocess.Popen[bytes]:
+        script = HEARTBEAT_WORKER.format(tests=tests, folder=str(tmp_path), overrides=common, dry_run_s=dry_run_s)
+        env = {**os.environ, "NASX_HOST": host, "NASX_CACHE": str(tmp_path / "cache")}
+        return subprocess.Popen([sys.executable, "-c", script], env=env)
+
+    doomed = start("alpha", dry_run_s=600.0)  # its trial would take ten minutes
+    other = None
+    try:
+        deadline = time.time() + 120
+        victim = None
+        while victim is None and time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="beat", storage=postgres_url)
+            except KeyError:
+                continue
+            held = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if t.user_attrs.get("training")]
+            victim = held[0].number if held else None
+        assert victim is not None, "the first worker never started a trial"
+        other = start("beta", dry_run_s=0.3)
+        time.sleep(1.0)
+        doomed.kill()  # kill -9 in the middle of its trial: nothing on this side removes it
+        doomed.wait()
+        assert other.wait(timeout=180) == 0
+    finally:
+        for p in (doomed, other):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    p, rows = status(tiny_config(tmp_path, **common), tmp_path / "runs")
+    lost = rows[victim]
+    assert lost["failure"] == "worker_lost" and lost["retried"] and "heartbeat" in lost["reason"], lost
+    again = [r for r in rows if r["retry_of"] == victim]
+    assert len(again) == 1 and again[0]["state"] in ("complete", "duplicate") and again[0]["worker"].startswith("beta-")
+    assert p.trials == 3 and not any(r["state"] == "running" for r in rows)

@@ -85,7 +85,11 @@ def run_search(
 
         check_device(cfg.device, where=f"{where}device")
     try:
-        splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=cfg.data.val, seed=cfg.data.split_seed)
+        splits = (
+            None
+            if dry_run_s is not None
+            else datasets.load_splits(cfg.data.source, val_size=cfg.data.val, seed=cfg.data.split_seed)
+        )
     except NasxError as exc:
         raise StudyError(f"{where}data.source {cfg.data.source!r}: {exc}") from None
     recipe = cfg.resolved_recipe()

@@ -443,10 +443,12 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
     silent = set(heartbeat_stale(study))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker")
-        if t._trial_id not in silent and worker.liveness(who) != "dead":
+        where = worker.liveness(who)
+        by_heartbeat = where == "elsewhere" and t._trial_id in silent  # a live worker of this machine is never failed
+        if where != "dead" and not by_heartbeat:
             continue
         handle = optuna.trial.Trial(study, t._trial_id)
-        why = "stopped sending its heartbeat" if t._trial_id in silent else "stopped"
+        why = "stopped sending its heartbeat" if by_heartbeat else "stopped"
         try:
             handle.set_user_attr("state", "failed")
             handle.set_user_attr("stale", True)
@@ -520,7 +522,9 @@ class Heartbeats:
                     else:
                         self.storage.record_heartbeat(trial_id)
                 except Exception as exc:  # the database unreachable for a moment: beat again next interval
-                    log.warning("heartbeat of trial id %s not recorded: %s", trial_id, str(exc).splitlines()[0] if str(exc) else exc)
+                    log.warning(
+                        "heartbeat of trial id %s not recorded: %s", trial_id, str(exc).splitlines()[0] if str(exc) else exc
+                    )
 
     def __getstate__(self) -> dict[str, Any]:  # Ray Tune may pickle the searcher that holds the context
         return {"storage": None, "ids": set(), "_stop": None, "_thread": None}

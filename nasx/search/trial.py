@@ -22,7 +22,17 @@ from nasx.data.types import Splits
 from nasx.errors import NasxError
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import Heartbeats, Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
+from nasx.search.study import (
+    Heartbeats,
+    Worker,
+    census,
+    find_duplicate,
+    heartbeat_stale,
+    infeasible_cap,
+    recover_stale,
+    retry_or_not,
+    running_twin,
+)
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Recipe
@@ -223,7 +233,10 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
             return ask_baseline(ctx, names[0])
         c = census(ctx.study, ctx.worker)
         if budget is not None and c.evaluated + c.running >= budget:
-            return "idle" if c.running_here else "done"
+            # wait for this machine's running candidates (one may fail and be retried), and, with a heartbeat,
+            # for other machines' too (one whose machine died is failed by its heartbeat and retried here)
+            waits = c.running_here or (ctx.beats is not None and ctx.beats.storage is not None and c.running > c.running_here)
+            return "idle" if waits else "done"
         if c.infeasible >= infeasible_cap(budget):
             raise StudyError(
                 f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
@@ -286,7 +299,10 @@ def twin_running(ctx: Context, number: int) -> bool:
     """Whether trial ``number`` is still running on a worker not known dead (read without the lock)."""
     for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.number == number:
-            return ctx.worker.liveness(t.user_attrs.get("worker")) != "dead"
+            where = ctx.worker.liveness(t.user_attrs.get("worker"))
+            if where == "elsewhere":  # another machine's: running while its heartbeat is fresh (RDB storage)
+                return t._trial_id not in heartbeat_stale(ctx.study)
+            return where != "dead"
     return False
 
 

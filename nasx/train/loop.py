@@ -273,7 +273,9 @@ def check_device(device: torch.device | str | None, where: str = "device") -> to
     return dev
 
 
-def check_data(data: Splits, recipe: Recipe, fidelity: Fidelity | None = None, *, classes: int | None = None, where: str = "data") -> None:
+def check_data(
+    data: Splits, recipe: Recipe, fidelity: Fidelity | None = None, *, classes: int | None = None, where: str = "data"
+) -> None:
     """Refuse a training split that cannot train a classifier; warn when it lacks some of the network's classes.
 
     Fewer images than one batch (the loader drops the last partial batch, so nothing would train),
