@@ -303,6 +303,8 @@ def test_a_stride_that_leaves_later_stages_one_pixel_is_warned() -> None:
     assert collapse_warnings(Network.from_string(fine)) == []
     (warning,) = collapse_warnings(Network.from_string(collapsed))
     assert "stage4 reduces the spatial size but its input is already 1x1" in warning
+    (warning,) = collapse_warnings(Network.from_string(NET.replace("1*residual()@8", "1*residual()@8/255 | 1*residual()@16")))
+    assert "the spatial size is 1x1 after stage1, before the last stage" in warning
 
 
 def test_describe_prints_the_collapse_warning(tmp_path: Path) -> None:
@@ -388,3 +390,23 @@ def test_a_study_file_with_a_bad_data_source_names_the_file_and_the_field(tmp_pa
         run_search(StudyConfig.load(path), root=tmp_path / "runs", space=TinySpace())
     assert str(info.value).startswith(f"{path}: data.source 'nowhere.tar.gz': ")
     assert tiny_data(tmp_path).is_dir() and json.dumps(good)
+
+
+def test_a_study_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StudyError, match=r"the study folder .*afile/tiny cannot be made: "):
+        run_search(tiny_config(tmp_path), root=tmp_path / "afile", space=TinySpace(), dry_run_s=0.0)
+
+
+def test_candidates_too_small_for_the_fidelity_resolution_are_infeasible_with_the_reason(tmp_path: Path) -> None:
+    class Strided(TinySpace):
+        def sample(self, trial: optuna.Trial) -> Network:
+            stride = trial.suggest_categorical("stride", [1, 2])
+            return Network.from_string(f"stem[conv(out=4)] | 1*residual()@4/{stride} | 1*residual()@4/{stride}")
+
+    cfg = tiny_config(tmp_path, fidelity={"epochs": 1, "resolution": 2}, budget={"trials": 3}, early_stopping={"kind": "none"})
+    run_search(cfg, root=tmp_path / "runs", space=Strided(), dry_run_s=0.0)
+    rows = status(cfg, tmp_path / "runs")[1]
+    bad = [r for r in rows if r["state"] == "infeasible"]
+    assert bad and all("fidelity.resolution 2 is too small: stage2 reduces the spatial size" in r["reason"] for r in bad)
+    assert all("/2" in r["string"] for r in bad) and not any("/2" in (r["string"] or "") for r in rows if r not in bad)

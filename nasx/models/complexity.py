@@ -168,10 +168,15 @@ def min_resolution(genotype: Network) -> int:
 def collapse_warnings(genotype: Network, resolution: int | None = None) -> list[str]:
     """Warnings for a network whose strides leave later stages a single pixel (at ``resolution``, default its own)."""
     side = resolution or genotype.input.resolution
+    name = genotype.name or "the network"
     problem = resolution_problem(genotype, side)
-    if problem is None:
-        return []
-    return [f"{genotype.name or 'the network'} at resolution {side}: {problem}; the later stages see a single pixel"]
+    if problem is not None:
+        return [f"{name} at resolution {side}: {problem}; the later stages see a single pixel"]
+    rows = _stage_inputs(_meta_net(genotype), side, genotype.input.channels)
+    early = [part for part, _, out in rows[:-1] if out <= 1 < side]
+    if early:
+        return [f"{name} at resolution {side}: the spatial size is 1x1 after {early[0]}, before the last stage"]
+    return []
 
 
 def state_bytes(genotype: Network) -> int:

@@ -100,6 +100,10 @@ def run_search(
     digest = space_digest(space)
     storage = rdb_storage(cfg) if cfg.storage else None  # connects now: a bad URL or server fails here
     folder = study_dir(cfg, root)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudyError(f"the study folder {folder} cannot be made: {exc.strerror or exc}") from None
     with Worker(folder, journal=not cfg.storage) as worker:
         study = open_study(cfg, folder, digest, worker, storage=storage)
         with worker.turn():

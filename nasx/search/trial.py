@@ -265,6 +265,13 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
         return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
     if limits.max_params is not None and params > limits.max_params:
         return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
+    side = ctx.cfg.fidelity.resolution
+    if side is not None:
+        from nasx.models.complexity import resolution_problem
+
+        problem = resolution_problem(net, side)
+        if problem is not None:
+            return finish(ctx.study, trial, "infeasible", None, f"fidelity.resolution {side} is too small: {problem}")
     return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
 
 
