@@ -17,7 +17,7 @@ def test_killed_and_restarted_workers_lose_nothing_train_nothing_twice_and_keep_
     assert spec is not None and spec.loader is not None
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    out = soak.soak(trials=30, workers=3, kill_every=4.0, sleep=0.05, space="macro-cifar", folder=tmp_path, seed=1)
+    out = soak.soak(trials=20, workers=3, kill_every=3.0, sleep=0.05, space="macro-cifar", folder=tmp_path, seed=1)
     assert out["injections"] >= 3, out
     assert (out["lost"], out["duplicates"], out["overshoot"], out["left_running"], out["crashed"]) == (0, 0, 0, 0, 0), out
-    assert out["evaluated"] == 30
+    assert out["evaluated"] == 20
