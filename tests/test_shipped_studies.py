@@ -99,7 +99,7 @@ def test_shipped_study_runs_end_to_end_from_the_command_line(study: Path, tmp_pa
     )
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs" / cfg.name).rglob("summary.json")]
-    assert len(summaries) == 1 + len(only), "one final run per retrained model"
+    assert len(summaries) == 1 + bool(only), "one final run per retrained model"
     by_digest = {r["digest"]: r for r in rows if r.get("digest")}
     for summary in summaries:  # final runs train the evaluation network, never the search proxy
         assert summary["epochs"] == 1 and summary["test_acc"] is not None
