@@ -80,7 +80,7 @@ def run_search(
             space = load_space(cfg.space)
         except NasxError as exc:
             raise StudyError(f"{where}space: {exc}") from None
-    if cfg.device is not None and dry_run_s is None:
+    if cfg.device is not None and dry_run_s is None and kind == "local":  # with Ray, the trial's own GPU
         from nasx.train.loop import check_device
 
         check_device(cfg.device, where=f"{where}device")
