@@ -93,7 +93,38 @@ def check(root: Path, trials: int, baselines: list[str]) -> dict[str, int]:
     }
 
 
-def soak(trials: int, workers: int, kill_every: float, sleep: float, space: str, folder: Path, seed: int = 0) -> dict[str, int]:
+def _forked_worker(cfg: dict[str, Any], root: str, sleep: float) -> None:
+    from nasx.search import StudyConfig, run_search
+
+    run_search(StudyConfig.model_validate(cfg), root=Path(root), dry_run_s=sleep)
+
+
+class _Forked:
+    """A worker forked from this (already importing) process: starts in milliseconds; same ``poll``/``wait`` as Popen."""
+
+    def __init__(self, cfg: dict[str, Any], root: str, sleep: float) -> None:
+        import multiprocessing
+
+        self.proc = multiprocessing.get_context("fork").Process(target=_forked_worker, args=(cfg, root, sleep))
+        self.proc.start()
+        self.pid = self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self) -> int | None:
+        self.proc.join()
+        return self.proc.exitcode
+
+
+def soak(
+    trials: int, workers: int, kill_every: float, sleep: float, space: str, folder: Path, seed: int = 0, fork: bool = False
+) -> dict[str, int]:
+    """Run the soak in ``folder``; ``fork``: workers are forked from this process (fast restarts, for the test
+    suite) instead of fresh interpreters (as a user starts them)."""
     rng = random.Random(seed)
     cfg = config(trials, space)
     root = folder / "runs"
@@ -102,10 +133,14 @@ def soak(trials: int, workers: int, kill_every: float, sleep: float, space: str,
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = 0
+    if fork:
+        import nasx.search  # noqa: F401 (imported once, before forking)
 
-    def start() -> subprocess.Popen[bytes]:
+    def start() -> Any:
         nonlocal started
         started += 1
+        if fork:
+            return _Forked(cfg, str(root), sleep)
         log = open(logs / f"worker{started}.log", "wb")  # noqa: SIM115 (closed with the process)
         return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
 
