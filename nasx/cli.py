@@ -193,6 +193,37 @@ def describe(
 
 @app.command()
 @_friendly
+def space(
+    name: Annotated[
+        str | None, typer.Argument(help="A shipped design space (see `nasx space`) or the path of a design-space YAML file.")
+    ] = None,
+    params: Annotated[bool, typer.Option("--params", help="List every parameter with its distribution and condition.")] = False,
+) -> None:
+    """A design space's size (points), parameter count and the zoo networks it contains; without NAME, every shipped space."""
+    from nasx.space.design import load_space, space_names
+
+    if name is None:
+        table = Table(title="nasx design spaces (points: parameter assignments)")
+        for col in ("name", "points", "parameters", "contains"):
+            table.add_column(col, justify="right" if col in ("points", "parameters") else "left")
+        for n in space_names():
+            sp = load_space(n)
+            table.add_row(n, str(sp.size()), str(len(sp.params())), ", ".join(sp.members))
+        out.print(table)
+        return
+    sp = load_space(name)
+    text = sp.describe()
+    lines = text.splitlines() if params else [line for line in text.splitlines() if not line.startswith("  ")]
+    for line in lines:
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
+    if sp.description:
+        out.print(sp.description, soft_wrap=True, highlight=False, markup=False)
+    if not params:
+        out.print("(--params lists every parameter)", highlight=False, markup=False)
+
+
+@app.command()
+@_friendly
 def train(
     network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
     data: Annotated[

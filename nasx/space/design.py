@@ -219,7 +219,11 @@ class SpaceSize:
         return math.log10(self.points)
 
     def __str__(self) -> str:
-        text = str(self.points) if self.points < 10**6 else f"{self.points:.3e}"
+        if self.points < 10**6:
+            text = str(self.points)
+        else:  # by its log: a space of many optional sub-templates can pass float's 1.8e308
+            exponent = math.floor(self.log10)
+            text = f"{10 ** (self.log10 - exponent):.3f}e+{exponent:02d}"
         return text + ("" if self.exact else f" (estimate: {FLOAT_POINTS} values per float range)")
 
 
