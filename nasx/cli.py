@@ -422,7 +422,8 @@ def search(
     if report:
         from nasx.report import collect
 
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
+        overlays = _overlays([cfg.overlay] if cfg.overlay else [], root, strict=False)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays)
 
 
 @app.command()
@@ -529,7 +530,8 @@ def retrain(
     if report:
         from nasx.report import collect
 
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
+        overlays = _overlays([cfg.overlay] if cfg.overlay else [], root, strict=False)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays)
 
 
 @app.command("export")
@@ -596,7 +598,25 @@ def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
+def _overlays(names: list[str], root: str, strict: bool) -> list[Any]:
+    """The classics studies to overlay; a missing one is an error when asked for on the command line
+    (``strict``), a warning when it comes from the study's ``overlay:`` (the search's own report still gets written)."""
+    from pathlib import Path
+
+    from nasx.report import collect
+
+    found = []
+    for name in names:
+        try:
+            found.append(collect.overlay(name, Path(root)))
+        except NasxError as exc:
+            if strict:
+                raise
+            err.print(f"[yellow]warning:[/] not overlaid: {escape(str(exc))}", soft_wrap=True)
+    return found
+
+
+def _write_report(sources: list[Any], out_file: str | None, title: str, overlays: list[Any] | None = None) -> None:
     import re
     from pathlib import Path
 
@@ -606,7 +626,7 @@ def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
     if path.suffix.lower() not in (".html", ".htm"):
         raise typer.BadParameter(f"--out must end in .html, got {str(path)!r}")
     with err.status("writing the report (figures, fANOVA, diagrams)"):
-        files = write_report(sources, path, title)
+        files = write_report(sources, path, title, overlays or [])
     out.print(
         f"report: {files.html}  ({files.figures} figures; trial table: {files.csv.name}, {files.parquet.name})", highlight=False
     )
@@ -620,6 +640,10 @@ def report(
         str | None, typer.Option("--out", help="The HTML file (default reports/NAME.html); .csv and .parquet go beside it.")
     ] = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    overlay: Annotated[
+        list[str] | None,
+        typer.Option(help="A finished classics study whose hand-designed front the fronts overlay (default: the config's overlay)."),
+    ] = None,
 ) -> None:
     """Write a study's report: one self-contained HTML page plus the trial table as CSV and parquet.
 
@@ -632,7 +656,8 @@ def report(
     from nasx.report import collect
 
     cfg = _study_config(study)
-    _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name)
+    names = overlay if overlay else ([cfg.overlay] if cfg.overlay else [])
+    _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name, _overlays(names, root, strict=bool(overlay)))
 
 
 @app.command()

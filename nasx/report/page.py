@@ -84,6 +84,23 @@ def headline(sources: Sequence[Source]) -> list[str]:
     return lines
 
 
+def hand_designed_headline(sources: Sequence[Source], overlays: Sequence[Source] = ()) -> list[str]:
+    """One line per study with finished baselines (and per overlay): its hand-designed front, cheapest first."""
+    from nasx.results import pareto_front
+
+    lines = []
+    for source in [*sources, *overlays]:
+        base = references(source.frame)
+        base = base[base["role"] == "baseline"]
+        if not len(base):
+            continue
+        front = base[pareto_front(base["val_acc"].to_numpy(float), base["macs"].to_numpy(float))].sort_values("macs")
+        each = ", ".join(f"{r.name} {100 * r.val_acc:.2f}% at {human(r.macs)} MACs" for r in front.itertuples())
+        where = "overlaid from " if any(source is o for o in overlays) else ""
+        lines.append(f"Hand-designed front ({where}{source.label}, validation accuracy vs MACs): {each}.")
+    return lines
+
+
 def final_headline(sources: Sequence[Source]) -> list[str]:
     """The final runs in one line per model: test mean ± std over seeds, cheapest first."""
     parts = [s.final for s in sources if s.final is not None and len(s.final)]
@@ -149,8 +166,8 @@ def what_was_run(source: Source) -> str:
     return f"<h3>{esc(source.kind)} {esc(source.label)}</h3><table>{rows}</table>"
 
 
-def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> str:
-    """The whole page as a string."""
+def render(sources: Sequence[Source], title: str, files: Sequence[str] = (), overlays: Sequence[Source] = ()) -> str:
+    """The whole page as a string; ``overlays``: finished classics studies whose hand-designed fronts the fronts draw."""
     import plotly.offline
 
     if not sources:
@@ -163,7 +180,7 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
         figures.append(_json_script(fig, f"fig-{len(figures)}"))
         return figures[-1]
 
-    fronts = figure(front_figure(sources, "macs"), "") + figure(front_figure(sources, "params"), "")
+    fronts = figure(front_figure(sources, "macs", overlays), "") + figure(front_figure(sources, "params", overlays), "")
     finals = ""
     if any(s.final is not None and len(s.final) for s in sources):
         finals = (
@@ -179,7 +196,7 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
     )
     links = " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    items = "".join(f"<li>{esc(line)}</li>" for line in headline(sources))
+    items = "".join(f"<li>{esc(line)}</li>" for line in headline(sources) + hand_designed_headline(sources, overlays))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
@@ -192,7 +209,8 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
 <ul class="headline">{items}</ul>
 <h2>1. Pareto fronts</h2>
 <p class="sub">Every trial trained to full fidelity is a point; the step line is the non-dominated set. Trials stopped
-early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe.</p>
+early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe; the dotted line
+is their front, the hand-designed one (dashed, with open diamonds: overlaid from a classics study).</p>
 <div class="grid">{fronts}</div>{finals}
 <h2>2. Progress</h2>{progress}
 <h2>3. Design-space statistics</h2>{edfs}{importance}
@@ -220,8 +238,8 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
     return frame
 
 
-def write_report(sources: Sequence[Source], out: Path, title: str) -> ReportFiles:
-    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically."""
+def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:
+    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays`` as in :func:`render`."""
     from nasx.train.loop import atomic_write
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +247,6 @@ def write_report(sources: Sequence[Source], out: Path, title: str) -> ReportFile
     frame = table(sources)
     atomic_write(csv, lambda p: frame.to_csv(p, index=False))
     atomic_write(parquet, lambda p: frame.to_parquet(p, index=False))
-    text = render(sources, title, files=[csv.name, parquet.name])
+    text = render(sources, title, files=[csv.name, parquet.name], overlays=overlays)
     atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return ReportFiles(out, csv, parquet, text.count('class="figure"'))

@@ -71,9 +71,10 @@ class Budget(Frozen):
 
     ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
     ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
+    ``trials: 0`` samples no candidate: the study trains its baselines only (studies/cifar10-classics.yaml).
     """
 
-    trials: PositiveInt | None = None
+    trials: Annotated[int, Field(strict=True, ge=0)] | None = None
     wall_time: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("wall_time", mode="before")
@@ -157,6 +158,9 @@ class StudyConfig(Frozen):
     recipe: str | Recipe = "search"
     early_stopping: EarlyStopping = EarlyStopping()
     baselines: tuple[str, ...] = ()
+    #: A finished baselines-only study (config path or name in studies/, e.g. cifar10-classics) whose
+    #: hand-designed front this study's reports overlay; None: no overlay.
+    overlay: str | None = None
     executor: ExecutorConfig = ExecutorConfig()
     failures: Failures = Failures()
     storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
