@@ -3,13 +3,17 @@ classics-cifar space that holds every CIFAR-scale classic as a point."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import torch
-from conftest import cached_complexity
+import yaml
+from conftest import ROOT, cached_complexity
+from search_helpers import tiny_data
 from typer.testing import CliRunner
 
 from nasx import zoo
@@ -17,6 +21,9 @@ from nasx.cli import app
 from nasx.models.blocks import build_block
 from nasx.models.complexity import count_params
 from nasx.models.network import build_network
+from nasx.report import collect
+from nasx.report.figures import front_figure
+from nasx.search import StudyConfig
 from nasx.space import Network
 from nasx.space.design import load_space
 from nasx.space.genotype import ConvBlock, InceptionBlock, MBConvBlock, ResidualBlock, SeparableBlock, se_hidden
@@ -34,6 +41,7 @@ KUANGLIU = {
     "regnetx_200mf_cifar": (2_321_946, 223_317_600),
 }
 SPACE = "classics-cifar"
+runner = CliRunner()
 
 
 @pytest.mark.parametrize("name", sorted(KUANGLIU))
@@ -135,10 +143,16 @@ def test_conditional_parameter_names_say_which_choice_they_belong_to() -> None:
     space = load_space(SPACE)
     for p in space.params():
         for parent, value in p.condition:
-            assert p.name.startswith(f"{parent}[{value}]"), (p.name, parent, value)
+            if p.name.startswith(f"{parent}[{value}]"):
+                continue
+            # or a count: item j of a list is drawn when the earlier item i (same list, same template) is there
+            stem, _, i = parent.rpartition(".")
+            j = re.match(r"\d+", p.name[len(stem) + 1 :]) if p.name.startswith(stem + ".") else None
+            assert i.isdigit() and j is not None and int(j.group()) > int(i), (p.name, parent, value)
     names = {p.name for p in space.params()}
-    assert "stages.0[repeat].block[basic].se" in names and "stages.1[inception].blocks.0.se" in names
-    assert "stages.3[repeat].block[mbconv].se" in names and "stages.0[repeat].block[bottleneck].drop_path" in names
+    for se in ("stages.0[repeat].block[basic].se", "stages.1[stage][inception].blocks.0.se", "stages.3[stage][repeat].block[mbconv].se"):
+        assert se in names
+    assert "stages.0[repeat].block[bottleneck].drop_path" in names and "stages.0[fractal].blocks.0.local_drop" in names
 
 
 def test_nasx_space_prints_size_and_parameter_count() -> None:
@@ -149,3 +163,84 @@ def test_nasx_space_prints_size_and_parameter_count() -> None:
     assert str(space.size()) in result.output and "googlenet_cifar" in result.output
     listing = CliRunner().invoke(app, ["space"])
     assert listing.exit_code == 0 and SPACE in listing.output and "macro-cifar" in listing.output
+
+
+# ---- the hand-designed front: studies/cifar10-classics.yaml at micro scale -------------------------------------
+
+
+def _micro(study: dict[str, Any], data: Path) -> dict[str, Any]:
+    """``study`` on the synthetic CIFAR batches: 1 epoch on 8 images downsampled to 8 px, evaluated on 8, on the CPU."""
+    return {
+        **study,
+        "data": {"source": str(data), "val_size": 8},
+        "fidelity": {"epochs": 1, "fraction": 0.05, "resolution": 8},
+        "recipe": {"batch_size": 8, "eval_batch_size": 8, "precision": "fp32", "channels_last": False},
+        "device": "cpu",
+    }
+
+
+def _front_of(rows: list[dict[str, Any]], cost: str) -> list[float]:
+    """The non-dominated (accuracy up, cost down) costs, found by brute force."""
+    points = [(r["val_acc"], r[cost]) for r in rows]
+    keep = [
+        c for a, c in points if not any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in points)
+    ]
+    return sorted(set(float(c) for c in keep))
+
+
+@pytest.mark.slow
+def test_the_classics_study_at_micro_scale_draws_the_hand_designed_front_and_overlays_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NASX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # reports go to ./reports/
+    runs, data = str(tmp_path / "runs"), tiny_data(tmp_path)
+    shipped = yaml.safe_load((ROOT / "studies" / "cifar10-classics.yaml").read_text())
+    assert shipped["budget"] == {"trials": 0} and set(shipped["baselines"]) == set(load_space(SPACE).members)
+    classics = tmp_path / "cifar10-classics.yaml"
+    classics.write_text(yaml.safe_dump(_micro(shipped, data)))
+    result = runner.invoke(app, ["search", str(classics), "--dir", runs])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(runner.invoke(app, ["status", str(classics), "--dir", runs, "--json"]).stdout)
+    assert doc["progress"]["trials"] == 0 and doc["progress"]["baselines"] >= 14
+    done = [t for t in doc["trials"] if t["role"] == "baseline" and t["state"] == "complete"]
+    # FractalNet flattens its 1x1x512 map: at 8 px its fifth pool has nothing left, so it alone cannot run here
+    assert {t["name"] for t in done} == set(shipped["baselines"]) - {"fractalnet20_cifar"}, doc["trials"]
+
+    source = collect.from_study(StudyConfig.load(classics), Path(runs))
+    for cost in ("macs", "params"):
+        fig = front_figure([source], cost)
+        line = next(t for t in fig.data if t.name == "hand-designed front")
+        assert sorted(float(x) for x in line.x) == _front_of(done, cost)
+    html = (tmp_path / "reports" / "cifar10-classics.html").read_text()
+    assert "Hand-designed front (cifar10-classics" in html
+
+    # A search study overlays it: its report draws the classics' front as a line of its own.
+    search = tmp_path / "search.yaml"
+    search.write_text(
+        yaml.safe_dump(
+            _micro(
+                {
+                    "name": "search",
+                    "space": "macro-cifar",
+                    "objectives": ["val_acc", "macs"],
+                    "constraints": {"max_macs": 20_000_000},
+                    "sampler": {"kind": "random", "seed": 1},
+                    "budget": {"trials": 1},
+                    "overlay": str(classics),
+                },
+                data,
+            )
+        )
+    )
+    result = runner.invoke(app, ["search", str(search), "--dir", runs])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "reports" / "search.html").read_text()
+    assert "hand-designed front (cifar10-classics" in page and "overlaid from cifar10-classics" in page
+    overlay = collect.overlay(str(classics), Path(runs))
+    fig = front_figure([collect.from_study(StudyConfig.load(search), Path(runs))], "macs", [overlay])
+    dashed = next(t for t in fig.data if t.name.startswith("hand-designed front (cifar10-classics"))
+    assert sorted(float(x) for x in dashed.x) == _front_of(done, "macs")
+    # asked for on the command line, an overlay that is not a finished study is an error, not a silent omission
+    bad = runner.invoke(app, ["report", str(search), "--dir", runs, "--overlay", str(search)])
+    assert bad.exit_code == 2 and "no finished baseline" in bad.stderr
