@@ -244,3 +244,36 @@ def test_the_classics_study_at_micro_scale_draws_the_hand_designed_front_and_ove
     # asked for on the command line, an overlay that is not a finished study is an error, not a silent omission
     bad = runner.invoke(app, ["report", str(search), "--dir", runs, "--overlay", str(search)])
     assert bad.exit_code == 2 and "no finished baseline" in bad.stderr
+
+
+def test_consecutive_optional_items_of_one_template_are_a_count() -> None:
+    """``[X, more, more]`` with ``more: {choice: [null, X]}`` is one to three X's, each length spelled once."""
+    from nasx.space.design import DesignSpace
+
+    text = """
+name: count
+template:
+  stages:
+    - {block: {kind: conv}, depth: 1, channels: 16}
+    - &more {choice: [null, {block: {kind: conv, kernel: {choice: [1, 3]}}, depth: 1, channels: 16}], labels: [none, stage]}
+    - *more
+"""
+    space = DesignSpace.from_yaml(text)
+    assert space.size().points == 1 + 2 + 2 * 2  # zero, one or two more stages, each of two kernels
+    seen: dict[str, dict[str, Any]] = {}
+    for k1 in ("none", "stage"):
+        for k2 in ("none", "stage"):
+            params: dict[str, Any] = {"stages.1": k1}
+            if k1 == "stage":
+                params["stages.1[stage].block.kernel"] = 3
+                params["stages.2"] = k2
+                if k2 == "stage":
+                    params["stages.2[stage].block.kernel"] = 1
+            net = space.select(params)
+            assert space.encode(net) == params  # one spelling per network
+            seen[net.digest] = params
+    assert len(seen) == 3
+    cond = {p.name: p.condition for p in space.params()}
+    assert cond["stages.2"] == (("stages.1", "stage"),)
+    with pytest.raises(Exception, match="stages.1"):  # a second stage needs the first: asked for, it is not drawn
+        space.select({"stages.2": "stage", "stages.2[stage].block.kernel": 1})
