@@ -658,7 +658,7 @@ def report(
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     overlay: Annotated[
         list[str] | None,
-        typer.Option(help="A finished classics study whose hand-designed front the fronts overlay (default: the config's overlay)."),
+        typer.Option(help="A finished classics study whose hand-designed front the fronts draw (default: the config's overlay)."),
     ] = None,
 ) -> None:
     """Write a study's report: one self-contained HTML page plus the trial table as CSV and parquet.

@@ -55,11 +55,7 @@ def test_kuangliu_classics_match_their_reference_params_exactly_and_macs_within_
 
 def test_the_classics_space_contains_every_cifar_scale_classic() -> None:
     """Every 3x32x32 zoo network that is not a micro-cell network (those are nasnet-cifar's) is a member."""
-    cifar = {
-        n
-        for n in zoo.names()
-        if zoo.get(n).input.shape == (3, 32, 32) and "cell" not in zoo.family(zoo.get(n)).split("/")
-    }
+    cifar = {n for n in zoo.names() if zoo.get(n).input.shape == (3, 32, 32) and "cell" not in zoo.family(zoo.get(n)).split("/")}
     assert len(cifar) == 14
     assert cifar == set(load_space(SPACE).members)
 
@@ -88,7 +84,13 @@ def test_se_rule_without_se_is_one_spelling() -> None:
     [
         (ConvBlock(out=32, se=0.25, se_rule=SeRule.FLOOR), 16, 32),
         (SeparableBlock(out=32, se=0.25, se_rule=SeRule.FLOOR), 16, 32),
-        (InceptionBlock.model_validate({"branches": [[{"op": "conv", "out": 16, "kernel": 1}]] * 2, "se": 0.25, "se_rule": "floor"}), 8, 32),
+        (
+            InceptionBlock.model_validate(
+                {"branches": [[{"op": "conv", "out": 16, "kernel": 1}]] * 2, "se": 0.25, "se_rule": "floor"}
+            ),
+            8,
+            32,
+        ),
         (ResidualBlock(out=32, se=0.25, se_rule=SeRule.FLOOR), 32, 32),
     ],
 )
@@ -150,7 +152,11 @@ def test_conditional_parameter_names_say_which_choice_they_belong_to() -> None:
             j = re.match(r"\d+", p.name[len(stem) + 1 :]) if p.name.startswith(stem + ".") else None
             assert i.isdigit() and j is not None and int(j.group()) > int(i), (p.name, parent, value)
     names = {p.name for p in space.params()}
-    for se in ("stages.0[repeat].block[basic].se", "stages.1[stage][inception].blocks.0.se", "stages.3[stage][repeat].block[mbconv].se"):
+    for se in (
+        "stages.0[repeat].block[basic].se",
+        "stages.1[stage][inception].blocks.0.se",
+        "stages.3[stage][repeat].block[mbconv].se",
+    ):
         assert se in names
     assert "stages.0[repeat].block[bottleneck].drop_path" in names and "stages.0[fractal].blocks.0.local_drop" in names
 
@@ -182,9 +188,7 @@ def _micro(study: dict[str, Any], data: Path) -> dict[str, Any]:
 def _front_of(rows: list[dict[str, Any]], cost: str) -> list[float]:
     """The non-dominated (accuracy up, cost down) costs, found by brute force."""
     points = [(r["val_acc"], r[cost]) for r in rows]
-    keep = [
-        c for a, c in points if not any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in points)
-    ]
+    keep = [c for a, c in points if not any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in points)]
     return sorted(set(float(c) for c in keep))
 
 

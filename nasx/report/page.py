@@ -243,7 +243,7 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
 
 
 def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:
-    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays`` as in :func:`render`."""
+    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays``: see :func:`render`."""
     from nasx.train.loop import atomic_write
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -956,10 +956,9 @@ def _params(node: _Node, name: str, condition: tuple[tuple[str, Scalar], ...], s
     elif isinstance(node, _List):
         when = condition
         for i, item in enumerate(node.items):
-            if node.is_chained(i):  # a count: drawn when the item before is there (and whatever that one needed)
-                when = (*when, (_join(name, i - 1), node.items[i - 1].choices[1]))  # type: ignore[union-attr]
-            else:
-                when = condition
+            # a count item is drawn when the item before is there (and whatever that one needed)
+            before = (_join(name, i - 1), node.items[i - 1].choices[1]) if node.is_chained(i) else None  # type: ignore[union-attr]
+            when = (*when, before) if before else condition
             yield from _params(item, _join(name, i), when, shared)
     elif isinstance(node, _Choice):
         yield Param(name, Categorical(node.choices), condition, shared)
