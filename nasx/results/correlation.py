@@ -1,0 +1,78 @@
+"""Rank correlation of zero-cost proxies with trained accuracy, with n and 95% confidence intervals (the trust report).
+
+Kendall's tau-b and Spearman's rho (``scipy.stats``), each with a Fisher-z interval:
+``tanh(atanh(r) +- 1.96 * se)`` with ``se = sqrt(0.437 / (n - 4))`` for tau and
+``sqrt(1.06 / (n - 3))`` for rho (Fieller, Hartley & Pearson 1957), deterministic and cheap;
+below 5 pairs the interval is the whole range [-1, 1]. A proxy *beats the parameter count* when its
+Kendall tau is above the parameter count's on the same networks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+REFERENCE = "params"
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Correlation:
+    value: float  # nan when undefined (fewer than 2 pairs, or a constant side)
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ProxyTrust:
+    """One proxy against accuracy: ``n`` pairs with both values finite."""
+
+    proxy: str
+    n: int
+    kendall: Correlation
+    spearman: Correlation
+    beats_reference: bool | None  # None for the reference itself, or when either tau is undefined
+
+
+def _interval(r: float, n: int, var: float, dof: int) -> Correlation:
+    if math.isnan(r) or n - dof <= 0:
+        return Correlation(r, -1.0, 1.0)
+    z = math.atanh(max(-0.999999, min(0.999999, r)))
+    half = Z95 * math.sqrt(var / (n - dof))
+    return Correlation(r, math.tanh(z - half), math.tanh(z + half))
+
+
+def rank_correlation(x: Sequence[float | None], y: Sequence[float | None]) -> tuple[int, Correlation, Correlation]:
+    """``(n, kendall, spearman)`` over the pairs where both values are finite."""
+    from scipy import stats
+
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    n = len(pairs)
+    if n < 2:
+        nan = Correlation(math.nan, -1.0, 1.0)
+        return n, nan, nan
+    a, b = np.array(pairs, dtype=float).T
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        nan = Correlation(math.nan, -1.0, 1.0)
+        return n, nan, nan
+    tau = float(stats.kendalltau(a, b).statistic)
+    rho = float(stats.spearmanr(a, b).statistic)
+    return n, _interval(tau, n, 0.437, 4), _interval(rho, n, 1.06, 3)
+
+
+def proxy_trust(proxies: Mapping[str, Sequence[float | None]], accuracy: Sequence[float | None]) -> list[ProxyTrust]:
+    """Each proxy's correlation with ``accuracy`` (same order of networks), and whether it beats ``params``."""
+    measured = {name: rank_correlation(values, accuracy) for name, values in proxies.items()}
+    ref = measured.get(REFERENCE)
+    ref_tau = ref[1].value if ref is not None else math.nan
+    out = []
+    for name, (n, kendall, spearman) in measured.items():
+        if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value):
+            beats = None
+        else:
+            beats = kendall.value > ref_tau
+        out.append(ProxyTrust(name, n, kendall, spearman, beats))
+    return out
