@@ -42,10 +42,14 @@ from nasx.results.correlation import proxy_trust  # noqa: E402
 from nasx.train.proxies import PROXY_NAMES  # noqa: E402
 
 #: The shared CIFAR-10 (../shared/datasets/ of a clone; also looked for one folder further up, for worktrees).
-DATA = next(
-    (p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared") if (p / "datasets" / "cifar10-jpeg.tar.gz").is_file()),
-    ROOT.parent / "shared",
-) / "datasets" / "cifar10-jpeg.tar.gz"
+DATA = (
+    next(
+        (p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared") if (p / "datasets" / "cifar10-jpeg.tar.gz").is_file()),
+        ROOT.parent / "shared",
+    )
+    / "datasets"
+    / "cifar10-jpeg.tar.gz"
+)
 OUT = ROOT / "benchmarks" / "data" / "proxy_bench.csv"
 MAX_MACS = 60_000_000
 FIDELITY = {"epochs": 1, "fraction": 0.03, "resolution": 16}
@@ -117,7 +121,9 @@ def run(per_space: int, out: Path, data: Path = DATA) -> None:
     splits = datasets.load_splits(str(data), val_size=5000, seed=0, progress=False)
     val_index = np.sort(np.random.default_rng(0).choice(len(splits.val), 500, replace=False))
     splits = Splits(splits.train, splits.val.subset(val_index), splits.source, splits.seed)
-    recipe = preset("search").model_copy(update={"batch_size": 64, "warmup_epochs": 0, "precision": "fp32", "channels_last": False})
+    recipe = preset("search").model_copy(
+        update={"batch_size": 64, "warmup_epochs": 0, "precision": "fp32", "channels_last": False}
+    )
     fidelity = Fidelity(**FIDELITY)
     batches = proxy_batches(splits.train, batches=2, batch_size=64, seed=0, resolution=fidelity.resolution)
 
@@ -187,13 +193,15 @@ def summary(path: Path = OUT) -> str:
                 f"| {space} | {t.proxy} | {t.n} | {t.kendall.value:+.2f} [{t.kendall.low:+.2f}, {t.kendall.high:+.2f}] "
                 f"| {t.spearman.value:+.2f} [{t.spearman.low:+.2f}, {t.spearman.high:+.2f}] | {beats} |"
             )
-    lines += ["", "| proxy | median s / network | max s | macro-cifar median | nasnet-cifar median |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| proxy | median s / network | max s | macro-cifar median | nasnet-cifar median |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for p in PROXY_NAMES:
         secs = [r[f"{p}_s"] for r in rows]
-        by = {s: [r[f"{p}_s"] for r in rows if r["space"] == s] for s in ("macro-cifar", "nasnet-cifar")}
-        lines.append(
-            f"| {p} | {np.median(secs):.3f} | {max(secs):.3f} | {np.median(by['macro-cifar']):.3f} | {np.median(by['nasnet-cifar']):.3f} |"
-        )
+        macro, cells = ([r[f"{p}_s"] for r in rows if r["space"] == s] for s in ("macro-cifar", "nasnet-cifar"))
+        lines.append(f"| {p} | {np.median(secs):.3f} | {max(secs):.3f} | {np.median(macro):.3f} | {np.median(cells):.3f} |")
     train = [r["train_s"] for r in rows]
     lines.append(f"\ntraining at this fidelity: median {np.median(train):.1f} s / network (same thread)")
     return "\n".join(lines)

@@ -49,7 +49,9 @@ def rank_correlation(x: Sequence[float | None], y: Sequence[float | None]) -> tu
     """``(n, kendall, spearman)`` over the pairs where both values are finite."""
     from scipy import stats
 
-    pairs = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    pairs = [
+        (a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+    ]
     n = len(pairs)
     if n < 2:
         nan = Correlation(math.nan, -1.0, 1.0)
@@ -70,9 +72,6 @@ def proxy_trust(proxies: Mapping[str, Sequence[float | None]], accuracy: Sequenc
     ref_tau = ref[1].value if ref is not None else math.nan
     out = []
     for name, (n, kendall, spearman) in measured.items():
-        if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value):
-            beats = None
-        else:
-            beats = kendall.value > ref_tau
+        beats = None if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value) else kendall.value > ref_tau
         out.append(ProxyTrust(name, n, kendall, spearman, beats))
     return out

@@ -99,7 +99,9 @@ def synflow(model: nn.Module, batches: Sequence[Batch]) -> float:
     x = torch.ones((1, *batches[0][0].shape[1:]), dtype=torch.float64, device=batches[0][0].device)
     m.zero_grad(set_to_none=True)
     _logits(m(x)).sum().backward()
-    total = sum(float((mod.weight.detach() * mod.weight.grad).abs().sum()) for _, mod in _weighted(m) if mod.weight.grad is not None)
+    total = sum(
+        float((mod.weight.detach() * mod.weight.grad).abs().sum()) for _, mod in _weighted(m) if mod.weight.grad is not None
+    )
     return math.log(total) if total > 0 else float("-inf")
 
 
