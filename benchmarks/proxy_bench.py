@@ -87,13 +87,16 @@ def small_nasnet(net: Any) -> Any:
     return Network.from_dict(d)
 
 
-def sample(per_space: int) -> list[tuple[str, int, Any]]:
+SPACES = ("macro-cifar", "nasnet-cifar")
+
+
+def sample(per_space: int, spaces: tuple[str, ...] = SPACES) -> list[tuple[str, int, Any]]:
     """The fixed sample: ``(space, seed, network)``, ``per_space`` distinct networks from each space."""
     from nasx.models.complexity import complexity
     from nasx.space import load_space
 
     out: list[tuple[str, int, Any]] = []
-    for name in ("macro-cifar", "nasnet-cifar"):
+    for name in spaces:
         space, seen, seed = load_space(name), set(), 0
         while sum(1 for s, _, _ in out if s == name) < per_space:
             net = space.random(seed)
@@ -109,7 +112,7 @@ def sample(per_space: int) -> list[tuple[str, int, Any]]:
     return out
 
 
-def run(per_space: int, out: Path, data: Path = DATA) -> None:
+def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = SPACES) -> None:
     from nasx import data as datasets
     from nasx.data.types import Splits
     from nasx.models.complexity import complexity
@@ -133,7 +136,7 @@ def run(per_space: int, out: Path, data: Path = DATA) -> None:
             done = {row["digest"] for row in csv.DictReader(f)}
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = not out.is_file()
-    todo = [s for s in sample(per_space) if s[2].digest not in done]
+    todo = [s for s in sample(per_space, spaces) if s[2].digest not in done]
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         if fresh:
@@ -212,10 +215,11 @@ def main() -> None:
     parser.add_argument("--per-space", type=int, default=50, help="networks from each space (default 50: 100 in all)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data", type=Path, default=DATA, help="the CIFAR-10 source (default: the shared JPEG copy)")
+    parser.add_argument("--space", choices=SPACES, action="append", help="only this space (repeatable; default both)")
     parser.add_argument("--summary", action="store_true", help="print the tables from --out without training")
     args = parser.parse_args()
     if not args.summary:
-        run(args.per_space, args.out, args.data)
+        run(args.per_space, args.out, args.data, tuple(args.space or SPACES))
     print(summary(args.out))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,4 +75,27 @@ def proxy_trust(proxies: Mapping[str, Sequence[float | None]], accuracy: Sequenc
     for name, (n, kendall, spearman) in measured.items():
         beats = None if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value) else kendall.value > ref_tau
         out.append(ProxyTrust(name, n, kendall, spearman, beats))
+    return out
+
+
+def study_trust(frame: Any, final: Any = None) -> dict[str, list[ProxyTrust]]:
+    """A study's trust tables: ``"search"`` (proxies vs validation accuracy of the trials trained to the study's
+    fidelity: state complete, candidates and baselines) and, when final runs exist, ``"final"`` (vs the mean test
+    accuracy over seeds of each retrained model, matched to its trial by digest). {} when nothing was scored."""
+    if "proxies" not in frame.columns:
+        return {}
+    trained = frame[(frame["state"] == "complete") & frame["val_acc"].notna()]
+    scored = [(r["proxies"] or {}, r["val_acc"], r["digest"]) for _, r in trained.iterrows() if r["proxies"]]
+    if not scored:
+        return {}
+    names = list(dict.fromkeys(k for p, _, _ in scored for k in p))
+    if REFERENCE in names:  # the reference first
+        names.remove(REFERENCE)
+        names.insert(0, REFERENCE)
+    out = {"search": proxy_trust({n: [p.get(n) for p, _, _ in scored] for n in names}, [a for _, a, _ in scored])}
+    if final is not None and len(final):
+        by_digest = {d: p for p, _, d in scored}
+        pairs = [(by_digest[r["digest"]], r["test_mean"]) for _, r in final.iterrows() if r["digest"] in by_digest]
+        if pairs:
+            out["final"] = proxy_trust({n: [p.get(n) for p, _ in pairs] for n in names}, [a for _, a in pairs])
     return out
