@@ -112,7 +112,7 @@ def sample(per_space: int, spaces: tuple[str, ...] = SPACES) -> list[tuple[str, 
     return out
 
 
-def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = SPACES) -> None:
+def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = SPACES, shard: tuple[int, int] = (0, 1)) -> None:
     from nasx import data as datasets
     from nasx.data.types import Splits
     from nasx.models.complexity import complexity
@@ -136,7 +136,8 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
             done = {row["digest"] for row in csv.DictReader(f)}
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = not out.is_file()
-    todo = [s for s in sample(per_space, spaces) if s[2].digest not in done]
+    k, n = shard
+    todo = [s for i, s in enumerate(sample(per_space, spaces)) if i % n == k and s[2].digest not in done]
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         if fresh:
@@ -163,6 +164,20 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
             writer.writerow(row)
             f.flush()
             print(f"[{i + 1}/{len(todo)}] {space} seed {seed}: val {result.val_acc:.3f} in {train_s:.1f}s", flush=True)
+
+
+def merge(out: Path, parts: list[Path]) -> None:
+    """Rows of ``parts`` and ``out`` into ``out``, one per digest, in sample order (space, then seed)."""
+    rows: dict[str, dict[str, str]] = {}
+    for path in [out, *parts]:
+        if path.is_file():
+            with path.open() as f:
+                rows.update({r["digest"]: r for r in csv.DictReader(f)})
+    order = sorted(rows.values(), key=lambda r: (SPACES.index(r["space"]), int(r["seed"])))
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(order)
 
 
 def load_table(path: Path = OUT) -> list[dict[str, Any]]:
@@ -216,10 +231,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--data", type=Path, default=DATA, help="the CIFAR-10 source (default: the shared JPEG copy)")
     parser.add_argument("--space", choices=SPACES, action="append", help="only this space (repeatable; default both)")
+    parser.add_argument("--shard", default="0/1", help="K/N: only every N-th network from the K-th (parallel runs, other --out)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="CSV files of shards to merge into --out first")
     parser.add_argument("--summary", action="store_true", help="print the tables from --out without training")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.out, args.merge)
     if not args.summary:
-        run(args.per_space, args.out, args.data, tuple(args.space or SPACES))
+        k, n = (int(v) for v in args.shard.split("/"))
+        run(args.per_space, args.out, args.data, tuple(args.space or SPACES), (k, n))
     print(summary(args.out))
 
 
