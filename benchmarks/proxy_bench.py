@@ -166,6 +166,51 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
             print(f"[{i + 1}/{len(todo)}] {space} seed {seed}: val {result.val_acc:.3f} in {train_s:.1f}s", flush=True)
 
 
+TIMING = ROOT / "benchmarks" / "data" / "proxy_cpu_time.csv"
+
+
+def timing(per_space: int, out: Path = TIMING, data: Path = DATA) -> str:
+    """CPU seconds of each proxy per network (one torch thread; process time, so a busy machine does not inflate
+    it) on the first ``per_space`` networks of each space's sample, at the benchmark's proxy size: two
+    minibatches of 64 training images at 16x16. Written to ``out`` and returned as a Markdown table."""
+    from nasx import data as datasets
+    from nasx.train.proxies import proxy_batches, score_network
+
+    torch.set_num_threads(1)
+    splits = datasets.load_splits(str(data), val_size=5000, seed=0, progress=False)
+    batches = proxy_batches(splits.train, batches=2, batch_size=64, seed=0, resolution=FIDELITY["resolution"])
+    score_network(sample(1, ("macro-cifar",))[0][2], batches)  # warm-up: first-call costs are not the proxies'
+    rows = []
+    for space, seed, net in sample(per_space):
+        scores = score_network(net, batches)
+        rows.append({"space": space, "seed": seed, "digest": net.digest, **scores.cpu_seconds})
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["space", "seed", "digest", *PROXY_NAMES])
+        writer.writeheader()
+        writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    return timing_table(out)
+
+
+def timing_table(path: Path = TIMING) -> str:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    spaces = [s for s in SPACES if any(r["space"] == s for r in rows)]
+    counts = ", ".join(f"{sum(r['space'] == s for r in rows)} {s}" for s in spaces)
+    lines = [
+        f"CPU seconds per network, median [max] over {counts} networks (1 thread, 2 x 64 images at 16x16)",
+        "",
+        "| proxy | " + " | ".join(spaces) + " |",
+        "| --- |" + " --- |" * len(spaces),
+    ]
+    for p in PROXY_NAMES:
+        cells = []
+        for s in spaces:
+            v = [float(r[p]) for r in rows if r["space"] == s]
+            cells.append(f"{np.median(v):.3f} [{max(v):.3f}]")
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def merge(out: Path, parts: list[Path]) -> None:
     """Rows of ``parts`` and ``out`` into ``out``, one per digest, in sample order (space, then seed)."""
     rows: dict[str, dict[str, str]] = {}
@@ -233,8 +278,12 @@ def main() -> None:
     parser.add_argument("--space", choices=SPACES, action="append", help="only this space (repeatable; default both)")
     parser.add_argument("--shard", default="0/1", help="K/N: only every N-th network from the K-th (parallel runs, other --out)")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="CSV files of shards to merge into --out first")
+    parser.add_argument("--timing", type=int, metavar="N", help="only time the proxies on N networks per space")
     parser.add_argument("--summary", action="store_true", help="print the tables from --out without training")
     args = parser.parse_args()
+    if args.timing:
+        print(timing(args.timing, data=args.data))
+        return
     if args.merge:
         merge(args.out, args.merge)
     if not args.summary:

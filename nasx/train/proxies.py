@@ -185,10 +185,12 @@ PROXIES: dict[str, Callable[[nn.Module, Sequence[Batch]], float]] = {
 
 @dataclass(frozen=True)
 class ProxyScores:
-    """Each proxy's value (None where it is not finite: e.g. a singular NASWOT kernel) and its CPU/GPU seconds."""
+    """Each proxy's value (None where it is not finite: e.g. a singular NASWOT kernel), its wall seconds and its
+    CPU seconds (this process, all threads: on a shared machine the wall time also counts waiting)."""
 
     values: dict[str, float | None]
     seconds: dict[str, float]
+    cpu_seconds: dict[str, float]
 
 
 def score_network(
@@ -209,9 +211,10 @@ def score_network(
     model = build_network(net).to(batches[0][0].device)
     values: dict[str, float | None] = {}
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name in names:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         value = PROXIES[name](model, batches)
-        seconds[name] = time.perf_counter() - t0
+        seconds[name], cpu[name] = time.perf_counter() - t0, time.process_time() - c0
         values[name] = value if math.isfinite(value) else None
-    return ProxyScores(values, seconds)
+    return ProxyScores(values, seconds, cpu)
