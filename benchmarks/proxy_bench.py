@@ -53,7 +53,18 @@ DATA = (
 OUT = ROOT / "benchmarks" / "data" / "proxy_bench.csv"
 MAX_MACS = 60_000_000
 FIDELITY = {"epochs": 1, "fraction": 0.03, "resolution": 16}
-FIDELITY_TEXT = "1 epoch, 3% of the 45k training part (1350 images), 16x16, search recipe batch 64 no warm-up, val 500 held-out"
+VAL = 500
+
+
+def fidelity_text(fidelity: dict[str, Any], val: int, device: str) -> str:
+    images = round(45000 * fidelity["fraction"])
+    return (
+        f"{fidelity['epochs']} epoch(s), {fidelity['fraction']:.0%} of the 45k training part ({images} images), "
+        f"{fidelity['resolution']}x{fidelity['resolution']}, search recipe batch 64 no warm-up, val {val} held-out, {device}"
+    )
+
+
+FIDELITY_TEXT = fidelity_text(FIDELITY, VAL, "cpu")
 COLUMNS = [
     "space",
     "seed",
@@ -112,7 +123,16 @@ def sample(per_space: int, spaces: tuple[str, ...] = SPACES) -> list[tuple[str, 
     return out
 
 
-def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = SPACES, shard: tuple[int, int] = (0, 1)) -> None:
+def run(
+    per_space: int,
+    out: Path,
+    data: Path = DATA,
+    spaces: tuple[str, ...] = SPACES,
+    shard: tuple[int, int] = (0, 1),
+    fidelity_args: dict[str, Any] = FIDELITY,
+    val: int = VAL,
+    device: str = "cpu",
+) -> None:
     from nasx import data as datasets
     from nasx.data.types import Splits
     from nasx.models.complexity import complexity
@@ -122,13 +142,14 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
 
     torch.set_num_threads(1)
     splits = datasets.load_splits(str(data), val_size=5000, seed=0, progress=False)
-    val_index = np.sort(np.random.default_rng(0).choice(len(splits.val), 500, replace=False))
+    val_index = np.sort(np.random.default_rng(0).choice(len(splits.val), val, replace=False))
     splits = Splits(splits.train, splits.val.subset(val_index), splits.source, splits.seed)
     recipe = preset("search").model_copy(
         update={"batch_size": 64, "warmup_epochs": 0, "precision": "fp32", "channels_last": False}
     )
-    fidelity = Fidelity(**FIDELITY)
-    batches = proxy_batches(splits.train, batches=2, batch_size=64, seed=0, resolution=fidelity.resolution)
+    fidelity = Fidelity(**fidelity_args)
+    text = fidelity_text(fidelity_args, val, device)
+    batches = proxy_batches(splits.train, batches=2, batch_size=64, seed=0, resolution=fidelity.resolution, device=device)
 
     done: set[str] = set()
     if out.is_file():
@@ -145,7 +166,7 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
         for i, (space, seed, net) in enumerate(todo):
             scores = score_network(net, batches, seed=0)
             t0 = time.perf_counter()
-            result = train(net, splits, recipe, fidelity, seed=0, device="cpu")
+            result = train(net, splits, recipe, fidelity, seed=0, device=device)
             train_s = time.perf_counter() - t0
             cost = complexity(net)
             row = {
@@ -159,7 +180,7 @@ def run(per_space: int, out: Path, data: Path = DATA, spaces: tuple[str, ...] = 
                 "train_s": round(train_s, 2),
                 **{p: ("" if scores.values[p] is None else f"{scores.values[p]:.6g}") for p in PROXY_NAMES},
                 **{f"{p}_s": round(scores.seconds[p], 4) for p in PROXY_NAMES},
-                "fidelity": FIDELITY_TEXT,
+                "fidelity": text,
             }
             writer.writerow(row)
             f.flush()
@@ -279,6 +300,11 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="K/N: only every N-th network from the K-th (parallel runs, other --out)")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="CSV files of shards to merge into --out first")
     parser.add_argument("--timing", type=int, metavar="N", help="only time the proxies on N networks per space")
+    parser.add_argument("--epochs", type=int, default=FIDELITY["epochs"])
+    parser.add_argument("--fraction", type=float, default=FIDELITY["fraction"], help="of the 45k training part")
+    parser.add_argument("--resolution", type=int, default=FIDELITY["resolution"])
+    parser.add_argument("--val", type=int, default=VAL, help="held-out images the accuracy is measured on")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--summary", action="store_true", help="print the tables from --out without training")
     args = parser.parse_args()
     if args.timing:
@@ -288,7 +314,8 @@ def main() -> None:
         merge(args.out, args.merge)
     if not args.summary:
         k, n = (int(v) for v in args.shard.split("/"))
-        run(args.per_space, args.out, args.data, tuple(args.space or SPACES), (k, n))
+        fidelity = {"epochs": args.epochs, "fraction": args.fraction, "resolution": args.resolution}
+        run(args.per_space, args.out, args.data, tuple(args.space or SPACES), (k, n), fidelity, args.val, args.device)
     print(summary(args.out))
 
 
