@@ -74,7 +74,7 @@ COLUMNS = [
     "macs",
     "val_acc",
     "train_s",
-    *PROXY_NAMES,
+    *(p for p in PROXY_NAMES if p != "params"),  # the params proxy is the params column
     *(f"{p}_s" for p in PROXY_NAMES),
     "fidelity",
 ]
@@ -178,7 +178,7 @@ def run(
                 "macs": cost.macs,
                 "val_acc": round(result.val_acc, 4),
                 "train_s": round(train_s, 2),
-                **{p: ("" if scores.values[p] is None else f"{scores.values[p]:.6g}") for p in PROXY_NAMES},
+                **{p: ("" if scores.values[p] is None else f"{scores.values[p]:.6g}") for p in PROXY_NAMES if p != "params"},
                 **{f"{p}_s": round(scores.seconds[p], 4) for p in PROXY_NAMES},
                 "fidelity": text,
             }
@@ -234,11 +234,17 @@ def timing_table(path: Path = TIMING) -> str:
 
 def merge(out: Path, parts: list[Path]) -> None:
     """Rows of ``parts`` and ``out`` into ``out``, one per digest, in sample order (space, then seed)."""
+    from nasx.models.complexity import complexity
+    from nasx.space.genotype import Network
+
     rows: dict[str, dict[str, str]] = {}
     for path in [out, *parts]:
         if path.is_file():
             with path.open() as f:
                 rows.update({r["digest"]: r for r in csv.DictReader(f)})
+    for r in rows.values():  # early shards wrote the params proxy over the params column, rounded: count again
+        if not r["params"].isdigit():
+            r["params"] = str(complexity(Network.from_string(r["string"])).params)
     order = sorted(rows.values(), key=lambda r: (SPACES.index(r["space"]), int(r["seed"])))
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)

@@ -9,7 +9,7 @@
   never reads the data. Recorded as the natural **logarithm** of that sum (the sum overflows
   even float64 for deep networks; ranks are unchanged).
 - ``naswot`` (Mellor et al. 2021, v2): the binary codes ``x > 0`` of every activation's input
-  (ReLU, and the sign of the input for the other activations) over one minibatch, concatenated
+  (ReLU, and the sign of the input for the other activations; auxiliary heads left out) over one minibatch, concatenated
   per image; ``K[i, j]`` is the number of units on which images i and j agree; the score is
   ``log |det K|`` (train mode, as the reference code). A network whose images fall into more
   distinct linear regions scores higher.
@@ -118,7 +118,11 @@ def naswot(model: nn.Module, batches: Sequence[Batch]) -> float:
         seen[0] += 1
 
     m = copy.deepcopy(model).train()
-    handles = [mod.register_forward_pre_hook(hook) for mod in m.modules() if isinstance(mod, _ACTIVATIONS)]
+    handles = [
+        mod.register_forward_pre_hook(hook)
+        for name, mod in m.named_modules()
+        if isinstance(mod, _ACTIVATIONS) and not name.startswith("aux_heads")  # the main network's units only
+    ]
     try:
         with torch.no_grad():
             m(x)
