@@ -97,6 +97,15 @@ def _key(values: Mapping[str, float | None], name: str) -> float:
     return v if v is not None else -math.inf
 
 
+def _scored(ctx: Context, cand: Candidate) -> dict[str, float | None]:
+    """The candidate's scores; a network the proxies cannot run is ranked last (training would show why it fails)."""
+    try:
+        return record_scores(ctx, cand.trial, cand.net)
+    except (RuntimeError, ValueError) as exc:
+        cand.trial.set_user_attr("proxy_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return {}
+
+
 def prefilter(ctx: Context, first: Candidate, budget: int | None) -> list[Any]:
     """Draw up to ``draw`` fresh candidates (``first`` included), keep the best ``keep``, screen the rest.
 
@@ -130,7 +139,7 @@ def prefilter(ctx: Context, first: Candidate, budget: int | None) -> list[Any]:
     if budget is not None:
         c = census(ctx.study, ctx.worker)  # the pool is running here: what is left besides it
         keep = min(keep, budget - c.evaluated - (c.running - len(pool)))
-    ranked = sorted(((record_scores(ctx, c.trial, c.net), c) for c in pool), key=lambda vc: -_key(vc[0], p.rank_by))
+    ranked = sorted(((_scored(ctx, cand), cand) for cand in pool), key=lambda vc: -_key(vc[0], p.rank_by))
     for rank, (values, cand) in enumerate(ranked[max(keep, 0) :], start=max(keep, 0) + 1):
         cand.trial.set_user_attr("training", False)
         shown = values.get(p.rank_by)
