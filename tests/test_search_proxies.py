@@ -29,14 +29,14 @@ def counting_train(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return trained
 
 
-def test_proxies_are_recorded_with_every_trained_trial(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, budget={"trials": 3}, proxies=PROXIES, **FAST)
+def test_proxies_are_recorded_with_every_trained_trial_for_the_network_it_trains(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, budget={"trials": 3}, proxies=PROXIES, **{**FAST, "fidelity": {"epochs": 1, "width": 0.5}})
     summary = run_search(cfg, root=tmp_path / "runs", space=TinySpace())
     trained = [r for r in summary.rows if r["state"] == "complete"]
     assert trained
     for r in trained:
         assert set(r["proxies"]) == {"params", "synflow", "naswot"}
-        assert r["proxies"]["params"] == r["params"]  # the counted parameters
+        assert r["proxies"]["params"] == r["proxy_params"] < r["params"]  # the half-width network that is trained
         assert all(v is not None for v in r["proxies"].values())
     study = load_study(cfg, tmp_path / "runs")
     assert len(study.directions) == 2, "record only: no extra objective"

@@ -3,8 +3,9 @@
 The scores themselves are :mod:`nasx.train.proxies` (torch only). Here they meet the study:
 
 - every trial that is about to be trained (candidate or baseline, in either executor) is scored
-  once, on seeded minibatches of the *training* split, from the initial weights it is trained
-  from (``cfg.seed``), and the scores are recorded with it (:func:`record_scores`);
+  once, on seeded minibatches of the *training* split, as the network that is trained (the
+  fidelity's scaled proxy, if any) from the initial weights it is trained from (``cfg.seed``),
+  and the scores are recorded with it (:func:`record_scores`);
 - ``use: prefilter`` (:func:`prefilter`): a fresh candidate is not trained at once; ``draw``
   feasible new candidates are asked and scored, the best ``keep`` by ``rank_by`` are trained, the
   others are recorded as ``screened`` and told to Optuna as **pruned**, so that the sampler learns
@@ -78,7 +79,8 @@ def record_scores(ctx: Context, trial: optuna.Trial, net: Network) -> dict[str, 
         return values
     from nasx.train.proxies import score_network
 
-    scores = score_network(net, batches_for(ctx), p.compute, seed=ctx.cfg.seed)
+    # the network the trial trains (a scaled proxy of the genotype at a width/depth fidelity), from its initial weights
+    scores = score_network(ctx.cfg.fidelity.network(net), batches_for(ctx), p.compute, seed=ctx.cfg.seed)
     set_proxy_attrs(trial, scores.values, scores.seconds)
     return scores.values
 
