@@ -127,6 +127,7 @@ def run(
     fidelity_args: dict[str, Any] = FIDELITY,
     val: int = VAL,
     device: str = "cpu",
+    reverse: bool = False,
 ) -> None:
     from nasx import data as datasets
     from nasx.data.types import Splits
@@ -154,6 +155,8 @@ def run(
     fresh = not out.is_file()
     k, n = shard
     todo = [s for i, s in enumerate(sample(per_space, spaces)) if i % n == k and s[2].digest not in done]
+    if reverse:  # a second process on the same shard from the other end (another --out; merged later)
+        todo.reverse()
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         if fresh:
@@ -299,6 +302,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the CIFAR-10 source (default: the shared JPEG copy)")
     parser.add_argument("--space", choices=SPACES, action="append", help="only this space (repeatable; default both)")
     parser.add_argument("--shard", default="0/1", help="K/N: only every N-th network from the K-th (parallel runs, other --out)")
+    parser.add_argument("--reverse", action="store_true", help="work through the shard from its end")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="CSV files of shards to merge into --out first")
     parser.add_argument("--timing", type=int, metavar="N", help="only time the proxies on N networks per space")
     parser.add_argument("--epochs", type=int, default=FIDELITY["epochs"])
@@ -316,7 +320,17 @@ def main() -> None:
     if not args.summary:
         k, n = (int(v) for v in args.shard.split("/"))
         fidelity = {"epochs": args.epochs, "fraction": args.fraction, "resolution": args.resolution}
-        run(args.per_space, args.out, args.data, tuple(args.space or SPACES), (k, n), fidelity, args.val, args.device)
+        run(
+            args.per_space,
+            args.out,
+            args.data,
+            tuple(args.space or SPACES),
+            (k, n),
+            fidelity,
+            args.val,
+            args.device,
+            args.reverse,
+        )
     print(summary(args.out))
 
 
