@@ -45,6 +45,9 @@ def test_a_proxy_that_does_not_beat_the_parameter_count_is_marked() -> None:
     assert table["params"].beats_reference is None
     assert table["good"].beats_reference is True and table["bad"].beats_reference is False
     assert table["good"].n == 6
+    # below zero nothing beats it, even a proxy less wrong than a parameter count that ranks backwards
+    worse = {t.proxy: t for t in proxy_trust({"params": acc[::-1], "less_bad": [1, 3, 2, 6, 5, 4][::-1]}, acc)}
+    assert worse["less_bad"].kendall.value > worse["params"].kendall.value and worse["less_bad"].beats_reference is False
 
 
 def test_final_runs_are_matched_to_their_trials_by_digest() -> None:

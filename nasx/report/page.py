@@ -242,7 +242,8 @@ early are hollow grey and never join a front. Diamonds are baselines trained wit
 <h2>5. Zero-cost proxy trust</h2>
 <p class="sub">Rank correlation of each proxy, scored on the untrained network, with the accuracy the network reached
 (trials trained to the study's fidelity, baselines included; duplicates and early-stopped trials left out). Intervals
-are 95% Fisher-z intervals. A proxy is worth its cost only where it beats the plain parameter count.</p>
+are 95% Fisher-z intervals. A proxy is worth its cost only where it beats the plain parameter count: a Kendall τ
+above the parameter count's and above zero.</p>
 {proxy_trust(sources)}
 <h2>6. What was run</h2>{"".join(what_was_run(s) for s in sources)}
 <script>{SCRIPT}</script>

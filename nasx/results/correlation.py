@@ -4,7 +4,8 @@ Kendall's tau-b and Spearman's rho (``scipy.stats``), each with a Fisher-z inter
 ``tanh(atanh(r) +- 1.96 * se)`` with ``se = sqrt(0.437 / (n - 4))`` for tau and
 ``sqrt(1.06 / (n - 3))`` for rho (Fieller, Hartley & Pearson 1957), deterministic and cheap;
 below 5 pairs the interval is the whole range [-1, 1]. A proxy *beats the parameter count* when its
-Kendall tau is above the parameter count's on the same networks.
+Kendall tau on the same networks is above the parameter count's and above zero (a proxy that ranks
+networks against their accuracy is no use, even if the parameter count does worse).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def proxy_trust(proxies: Mapping[str, Sequence[float | None]], accuracy: Sequenc
     ref_tau = ref[1].value if ref is not None else math.nan
     out = []
     for name, (n, kendall, spearman) in measured.items():
-        beats = None if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value) else kendall.value > ref_tau
+        beats = (
+            None if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value) else kendall.value > max(ref_tau, 0.0)
+        )
         out.append(ProxyTrust(name, n, kendall, spearman, beats))
     return out
 
