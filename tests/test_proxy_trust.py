@@ -45,6 +45,8 @@ def test_a_proxy_that_does_not_beat_the_parameter_count_is_marked() -> None:
     assert table["params"].beats_reference is None
     assert table["good"].beats_reference is True and table["bad"].beats_reference is False
     assert table["good"].n == 6
+    few = {t.proxy: t for t in proxy_trust({"params": acc[:4][::-1], "good": acc[:4]}, acc[:4])}
+    assert few["good"].kendall.value == pytest.approx(1.0) and few["good"].beats_reference is None, "4 networks: no verdict"
     # below zero nothing beats it, even a proxy less wrong than a parameter count that ranks backwards
     worse = {t.proxy: t for t in proxy_trust({"params": acc[::-1], "less_bad": [1, 3, 2, 6, 5, 4][::-1]}, acc)}
     assert worse["less_bad"].kendall.value > worse["params"].kendall.value and worse["less_bad"].beats_reference is False

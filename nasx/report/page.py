@@ -155,9 +155,11 @@ def _trust_table(table: list) -> str:
         if t.proxy == "params":
             verdict = "the reference"
         else:
-            verdict = {True: "beats it", False: "<b>does not beat the parameter count</b>", None: "not comparable"}[
-                t.beats_reference
-            ]
+            verdict = {
+                True: "beats it",
+                False: "<b>does not beat the parameter count</b>",
+                None: "no verdict (fewer than 5 networks, or a constant score)",
+            }[t.beats_reference]
         cells = [f"<code>{esc(t.proxy)}</code>", str(t.n)]
         for c in (t.kendall, t.spearman):
             cells.append("—" if c.value != c.value else f"{c.value:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")

@@ -5,7 +5,8 @@ Kendall's tau-b and Spearman's rho (``scipy.stats``), each with a Fisher-z inter
 ``sqrt(1.06 / (n - 3))`` for rho (Fieller, Hartley & Pearson 1957), deterministic and cheap;
 below 5 pairs the interval is the whole range [-1, 1]. A proxy *beats the parameter count* when its
 Kendall tau on the same networks is above the parameter count's and above zero (a proxy that ranks
-networks against their accuracy is no use, even if the parameter count does worse).
+networks against their accuracy is no use, even if the parameter count does worse); with fewer than
+``MIN_N`` networks there is no verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 REFERENCE = "params"
+MIN_N = 5  # fewer pairs: no interval, no verdict
 Z95 = 1.959963984540054
 
 
@@ -36,7 +38,7 @@ class ProxyTrust:
     n: int
     kendall: Correlation
     spearman: Correlation
-    beats_reference: bool | None  # None for the reference itself, or when either tau is undefined
+    beats_reference: bool | None  # None for the reference itself, below MIN_N pairs, or when either tau is undefined
 
 
 def _interval(r: float, n: int, var: float, dof: int) -> Correlation:
@@ -74,9 +76,8 @@ def proxy_trust(proxies: Mapping[str, Sequence[float | None]], accuracy: Sequenc
     ref_tau = ref[1].value if ref is not None else math.nan
     out = []
     for name, (n, kendall, spearman) in measured.items():
-        beats = (
-            None if name == REFERENCE or math.isnan(ref_tau) or math.isnan(kendall.value) else kendall.value > max(ref_tau, 0.0)
-        )
+        undefined = name == REFERENCE or n < MIN_N or math.isnan(ref_tau) or math.isnan(kendall.value)
+        beats = None if undefined else kendall.value > max(ref_tau, 0.0)
         out.append(ProxyTrust(name, n, kendall, spearman, beats))
     return out
 
