@@ -410,7 +410,7 @@ def search(
         best = "" if p.best_acc is None else f"best {100 * p.best_acc:.2f}%"
         counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
         view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
-        if outcome.state == "infeasible":  # counted in the bar; one line each would drown the trained ones
+        if outcome.state in ("infeasible", "screened"):  # counted in the bar; one line each would drown the trained ones
             return
         reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != "complete" else ""
         acc = f" val {100 * outcome.values[0]:.2f}%" if outcome.values else ""

@@ -165,6 +165,46 @@ def top_models(sources: Sequence[Source]) -> str:
     return "".join(out)
 
 
+def _trust_table(table: list) -> str:
+    head = ["proxy", "n", "Kendall τ [95% CI]", "Spearman ρ [95% CI]", "against the parameter count"]
+    out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
+    for t in table:
+        if t.proxy == "params":
+            verdict = "the reference"
+        else:
+            verdict = {
+                True: "beats it",
+                False: "<b>does not beat the parameter count</b>",
+                None: "no verdict (fewer than 5 networks, or a constant score)",
+            }[t.beats_reference]
+        cells = [f"<code>{esc(t.proxy)}</code>", str(t.n)]
+        for c in (t.kendall, t.spearman):
+            cells.append("—" if c.value != c.value else f"{c.value:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")
+        cells.append(verdict)
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def proxy_trust(sources: Sequence[Source]) -> str:
+    """Each study's zero-cost proxies against trained accuracy (search fidelity; final test accuracy when retrained)."""
+    from nasx.results.correlation import study_trust
+
+    parts = []
+    for source in (s for s in sources if s.kind == "study"):
+        tables = study_trust(source.frame, source.final)
+        if not tables:
+            continue
+        parts.append(f"<h3>{esc(source.label)}</h3><p>Against validation accuracy at the search fidelity:</p>")
+        parts.append(_trust_table(tables["search"]))
+        if "final" in tables:
+            parts.append("<p>Against the final test accuracy after retraining (mean over seeds):</p>")
+            parts.append(_trust_table(tables["final"]))
+    if not parts:
+        return '<p class="note">No trial was scored by a zero-cost proxy (add a <code>proxies:</code> section to the study).</p>'
+    return "".join(parts)
+
+
 def what_was_run(source: Source) -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in source.meta.items())
     return f"<h3>{esc(source.kind)} {esc(source.label)}</h3><table>{rows}</table>"
@@ -219,7 +259,13 @@ is their front, the hand-designed one (dashed, with open diamonds: overlaid from
 <h2>2. Progress</h2>{progress}
 <h2>3. Design-space statistics</h2>{edfs}{importance}
 <h2>4. Top models</h2>{top_models(sources)}
-<h2>5. What was run</h2>{"".join(what_was_run(s) for s in sources)}
+<h2>5. Zero-cost proxy trust</h2>
+<p class="sub">Rank correlation of each proxy, scored on the untrained network, with the accuracy the network reached
+(trials trained to the study's fidelity, baselines included; duplicates and early-stopped trials left out). Intervals
+are 95% Fisher-z intervals. A proxy is worth its cost only where it beats the plain parameter count: a Kendall τ
+above the parameter count's and above zero.</p>
+{proxy_trust(sources)}
+<h2>6. What was run</h2>{"".join(what_was_run(s) for s in sources)}
 <script>{SCRIPT}</script>
 </body></html>
 """
@@ -237,6 +283,8 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
     """The trial table of every source, ``curve`` as a JSON list so CSV and parquet hold the same values."""
     frame = combined(sources).copy()
     frame["curve"] = [json.dumps(c) for c in frame["curve"]]
+    if "proxies" in frame.columns:  # name -> score, varying by study: JSON, like the curve
+        frame["proxies"] = [json.dumps(p if isinstance(p, dict) else {}) for p in frame["proxies"]]
     for col in ("params", "macs", "duplicate_of"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     return frame
