@@ -112,7 +112,7 @@ def run_search(
         if cfg.early_stopping.kind == "asha":
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
         with Heartbeats(study) as beats:
-            ctx = Context(cfg, study, space, splits, recipe, decider, cfg.device, worker, dry_run_s, beats)  # type: ignore[arg-type]
+            ctx = Context(cfg, study, space, splits, recipe, decider, cfg.device, worker, dry_run_s, beats=beats)  # type: ignore[arg-type]
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)

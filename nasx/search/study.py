@@ -70,6 +70,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nasx.search.config import FailureKind, Failures, StudyConfig, StudyError
+from nasx.search.proxies import proxy_values
 from nasx.search.samplers import make_sampler
 from nasx.train.run import versions
 
@@ -372,7 +373,7 @@ def open_study(
     among the workers ever started on the study (see :func:`worker_seed`). ``storage``: one already
     opened (default: :func:`storage_for`).
     """
-    directions = [o.direction for o in cfg.objectives]
+    directions = cfg.directions
     make_sampler(cfg.sampler, len(directions))  # refused here, before the study's identity is written
     with worker.turn() if worker is not None else _nothing():
         storage = storage or storage_for(cfg, folder)
@@ -531,13 +532,14 @@ class Heartbeats:
 
 
 def evaluated(t: FrozenTrial) -> bool:
-    """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
+    """A finished candidate that uses up one trial of the budget: any state but infeasible or screened (by a proxy
+    pre-filter), unless failed and retried."""
     a = t.user_attrs
     return (
         t.state.is_finished()
         and a.get("role") == "candidate"
         and "digest" in a
-        and a.get("state") != "infeasible"
+        and a.get("state") not in ("infeasible", "screened")
         and not a.get("retried")
     )
 
@@ -670,6 +672,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "failure": a.get("failure"),
                 "retry_of": a.get("retry_of"),
                 "retried": bool(a.get("retried")),
+                "proxies": proxy_values(a),
             }
         )
     return rows
