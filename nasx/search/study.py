@@ -76,6 +76,8 @@ from nasx.train.run import versions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# nasx asks and tells itself and runs the heartbeat thread (Heartbeats): Optuna warns on every ask otherwise
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def study_dir(cfg: StudyConfig, root: Path | None = None) -> Path:
@@ -228,16 +230,25 @@ def storage_for(cfg: StudyConfig, folder: Path) -> optuna.storages.BaseStorage:
 
 
 def rdb_storage(cfg: StudyConfig) -> optuna.storages.RDBStorage:
-    """``cfg.storage`` opened with Optuna's heartbeat; a URL that cannot be used is a StudyError naming ``storage``."""
+    """``cfg.storage`` opened with Optuna's heartbeat; a URL that cannot be used is a StudyError naming ``storage``.
+
+    Workers starting together on a fresh database race to create Optuna's tables: one that loses
+    ("already exists") opens it again.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
-    try:
-        return optuna.storages.RDBStorage(
-            cfg.storage, heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace
-        )
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StudyError(f"storage: cannot open {_hide_password(cfg.storage)}: {first}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                cfg.storage, heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace
+            )
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            if "already exists" in str(exc) and attempt < 4:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StudyError(f"storage: cannot open {_hide_password(cfg.storage)}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def _hide_password(url: str | None) -> str:
