@@ -115,13 +115,29 @@ def record_genotype(trial: optuna.Trial, net: Network, role: str, name: str | No
     return cost.params, cost.macs
 
 
-def finish(study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[float, ...] | None, reason: str | None) -> Outcome:
-    """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL)."""
+def finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: str,
+    values: tuple[float, ...] | None,
+    reason: str | None,
+    violations: dict[str, float] | None = None,
+) -> Outcome:
+    """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL).
+
+    An infeasible draw is told PRUNED with its ``violations`` as Optuna constraints (positive: by how
+    much, relative to the limit, it breaks each), so that samplers that read constraints (TPE, NSGA-II)
+    learn where the feasible region is; it has no objective values and never reaches a front.
+    """
     trial.set_user_attr("state", state)
     if reason:
         trial.set_user_attr("reason", reason)
     if state in ("complete", "duplicate") and values is not None:
         study.tell(trial, list(values))
+    elif state == "infeasible":
+        for key, value in (violations or {"valid": 1.0}).items():
+            trial.set_constraint(key, value)
+        study.tell(trial, state=TrialState.PRUNED)
     elif state == "stopped":
         study.tell(trial, state=TrialState.PRUNED)
     else:
@@ -245,10 +261,18 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
     except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
         return finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
     limits = ctx.cfg.constraints
-    if limits.max_macs is not None and macs > limits.max_macs:
-        return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
-    if limits.max_params is not None and params > limits.max_params:
-        return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
+    over = {
+        name: (value - limit) / limit
+        for name, value, limit in (("max_macs", macs, limits.max_macs), ("max_params", params, limits.max_params))
+        if limit is not None and value > limit
+    }
+    if over:
+        reason = "; ".join(
+            f"{what} {value:,} > {name} {limit:,}"
+            for name, what, value, limit in (("max_macs", "MACs", macs, limits.max_macs), ("max_params", "params", params, limits.max_params))
+            if name in over
+        )
+        return finish(ctx.study, trial, "infeasible", None, reason, over)
     return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
 
 
