@@ -80,6 +80,10 @@ def headline(sources: Sequence[Source]) -> list[str]:
             closest = "" if not len(cheaper) else f"; best at no more MACs: {100 * cheaper['val_acc'].max():.2f}%"
             lines.append(f"No candidate beats {what} at no more MACs{closest}.")
     lines.append("Accuracies above are on the validation split at the study's search fidelity; the test set is not used.")
+    if any("proxy network" in str(s.meta.get("fidelity", "")) for s in sources):
+        lines.append(
+            "They were measured on smaller proxy networks (see What was run); params and MACs are the evaluation networks'."
+        )
     lines += final_headline(sources)
     return lines
 

@@ -26,7 +26,7 @@ from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
-from nasx.train.recipe import Recipe
+from nasx.train.recipe import Fidelity, Recipe
 
 
 @dataclass
@@ -96,11 +96,21 @@ def replay_rungs(ctx: Context) -> None:
                 ctx.decider.record(m, RungEntry(str(t.number), curve[m - 1], costs))
 
 
-def record_genotype(trial: optuna.Trial, net: Network, role: str, name: str | None = None) -> tuple[int, int]:
-    """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``."""
+def record_genotype(
+    trial: optuna.Trial, net: Network, role: str, name: str | None = None, fidelity: Fidelity | None = None
+) -> tuple[int, int]:
+    """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``.
+
+    With a ``fidelity`` that trains a scaled proxy, the proxy's params and MACs are stored too
+    (``proxy_params``, ``proxy_macs``); the returned figures are always the genotype's own.
+    """
     from nasx.models.complexity import complexity
 
     cost = complexity(net)
+    if fidelity is not None and fidelity.proxy:
+        small = complexity(fidelity.network(net))
+        trial.set_user_attr("proxy_params", small.params)
+        trial.set_user_attr("proxy_macs", small.macs)
     attrs = {
         "role": role,
         "name": name or net.name,
@@ -197,6 +207,10 @@ def train_and_record(
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
     attrs = {"wall_s": time.perf_counter() - t0, "device": device_used[0]}
+    if result.device_name:
+        attrs["device_name"] = result.device_name
+    if result.cuda:
+        attrs["cuda"] = result.cuda
     if result.state == "stopped":
         attrs["stopped_at"] = result.epochs
         return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}", attrs=attrs)
@@ -264,7 +278,7 @@ def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | C
             _mark(ctx, trial, "candidate")
         try:
             net = ctx.space.sample(trial)
-            params, macs = record_genotype(trial, net, "candidate")
+            params, macs = record_genotype(trial, net, "candidate", fidelity=ctx.cfg.fidelity)
         except NasxError as exc:
             problem = f"not a valid network: {exc}"
         except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
@@ -373,6 +387,6 @@ def ask_baseline(ctx: Context, name: str) -> Candidate:
         trial.set_user_attr("retry_of", before[-1].number)
         trial.set_user_attr("attempt", len(before))
     net = zoo.get(name)
-    params, macs = record_genotype(trial, net, "baseline", name)
+    params, macs = record_genotype(trial, net, "baseline", name, fidelity=ctx.cfg.fidelity)
     trial.set_user_attr("training", True)
     return Candidate(trial, net, params, macs, early_stop=False)

@@ -28,6 +28,7 @@ from torch import nn
 from nasx.data.loader import Augment, DeviceLoader
 from nasx.data.types import ImageSet, Splits
 from nasx.errors import NasxError
+from nasx.models.layers import DropPath
 from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
@@ -75,6 +76,8 @@ class TrainResult:
     channels_last: bool
     resumed_from: int = 0  # epochs already done when this call started
     extra: dict[str, Any] = field(default_factory=dict)
+    device_name: str = ""  # e.g. "NVIDIA H200", or the CPU's model name
+    cuda: str = ""  # the CUDA version torch was built with, on a CUDA device
 
     @property
     def val_acc(self) -> float:
@@ -90,6 +93,33 @@ class TrainResult:
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """The device's model name: the GPU's (``NVIDIA H200``) or the CPU's (from /proc/cpuinfo where there is one)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def check_device(device: torch.device) -> None:
+    """Refuse a device this machine does not have, before any data is loaded or folder written."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NasxError(f"device: {device}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NasxError(f"device: {device}: there are {torch.cuda.device_count()} CUDA GPUs here (cuda:0 .. cuda:N-1)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise NasxError(f"device: {device}: MPS is not available on this machine")
 
 
 def _bf16_ok(device: torch.device) -> bool:
@@ -244,6 +274,42 @@ def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# ---- loss and regularisation -------------------------------------------------------------------
+
+
+def split_outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(logits, auxiliary logits)`` of a forward pass: a network with auxiliary heads returns a tuple in training mode."""
+    if isinstance(out, tuple):
+        return out[0], tuple(out[1:])
+    return out, ()
+
+
+def training_loss(
+    out: torch.Tensor | tuple[torch.Tensor, ...], y: torch.Tensor, recipe: Recipe
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, logits)``: cross-entropy of the logits plus ``recipe.aux_weight`` times that of each auxiliary head."""
+    logits, aux = split_outputs(out)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+    for extra in aux:
+        loss = loss + recipe.aux_weight * F.cross_entropy(extra.float(), y, label_smoothing=recipe.label_smoothing)
+    return loss, logits
+
+
+def set_drop_path(model: nn.Module, rate: float) -> int:
+    """Set every drop-path site of ``model`` to ``rate``; returns how many there are."""
+    sites = [m for m in model.modules() if isinstance(m, DropPath)]
+    for m in sites:
+        m.p = rate
+    return len(sites)
+
+
+def drop_path_rate(recipe: Recipe, epoch: int, epochs: int) -> float | None:
+    """The recipe's drop-path rate in ``epoch`` (0-based): ``drop_path * epoch / epochs`` (DARTS), or None if unset."""
+    if recipe.drop_path is None:
+        return None
+    return recipe.drop_path * epoch / max(1, epochs)
+
+
 # ---- evaluation --------------------------------------------------------------------------------
 
 
@@ -315,10 +381,11 @@ def train(
     """
     fidelity = fidelity or Fidelity()
     device = torch.device(device) if device is not None else default_device()
+    check_device(device)
     precision, channels_last = resolve_precision(recipe, device)
     epochs = fidelity.epochs_for(recipe)
     torch.manual_seed(seed)
-    model = build_network(genotype).to(device)
+    model = build_network(fidelity.network(genotype)).to(device)
     if recipe.zero_init_residual:
         zero_init_residual(model)
     if channels_last:
@@ -362,6 +429,9 @@ def train(
         for epoch in range(start_epoch, epochs):
             current = epoch
             model.train()
+            rate = drop_path_rate(recipe, epoch, epochs)
+            if rate is not None:
+                set_drop_path(model, rate)
             loader.set_epoch(epoch)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
@@ -373,8 +443,7 @@ def train(
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with _autocast(device, precision):
-                    logits = step_fn(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                    loss, logits = training_loss(step_fn(x), y, recipe)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.grad_clip is not None:
@@ -427,4 +496,6 @@ def train(
         precision=precision,
         channels_last=channels_last,
         resumed_from=resumed_from,
+        device_name=device_name(device),
+        cuda=(torch.version.cuda or "") if device.type == "cuda" else "",
     )
