@@ -28,7 +28,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from nasx.models.network import Net, State, build_network, last
+from nasx.models.blocks import CellInputs, build_block
+from nasx.models.network import Net, State, build_aux_head, build_head, build_network, last
 from nasx.space.genotype import Network, Shape
 
 
@@ -190,7 +191,67 @@ def complexity(genotype: Network, include_aux: bool = False) -> Complexity:
     return found
 
 
+_BLOCKS: dict[tuple[Any, ...], tuple[int, int]] = {}  # (block, input shapes) -> (params, MACs)
+
+
+def _block_cost(block: Any, shape: Shape, prev: Shape | None) -> tuple[int, int]:
+    """Params and MACs of one block at its input shape(s); a block repeated in a stage, or met again in
+    another candidate, is built once."""
+    key = (type(block), block, shape, prev if block.two_inputs else None)
+    if key not in _BLOCKS:
+        if len(_BLOCKS) >= _CACHE_SIZE:
+            _BLOCKS.clear()
+        with _ShapesOnly(), torch.device("meta"):
+            if block.two_inputs:
+                s0 = prev or shape
+                module = build_block(block, CellInputs(s0.c, shape.c, reduce0=s0.h != shape.h)).eval()
+                args: tuple[torch.Tensor, ...] = (torch.empty(1, *s0), torch.empty(1, *shape))
+            else:
+                module = build_block(block, shape.c).eval()
+                args = (torch.empty(1, *shape),)
+        with _ShapesOnly(), _FlopCount() as counter, torch.no_grad():
+            module(*args)
+        _BLOCKS[key] = (count_params(module), counter.flops // 2)
+    return _BLOCKS[key]
+
+
+def _chain_cost(blocks: tuple[Any, ...], shape: Shape, prev: Shape | None) -> tuple[int, int, Shape, Shape | None]:
+    """As ``nasx.models.network._stack`` threads shapes through a chain (``prev``: s0's shape after a cell)."""
+    params = macs = 0
+    for block in blocks:
+        p, m = _block_cost(block, shape, prev)
+        params, macs = params + p, macs + m
+        prev, shape = (shape if block.two_inputs else None), block.out_shape(shape)
+    return params, macs, shape, prev
+
+
 def _complexity(genotype: Network, include_aux: bool) -> Complexity:
+    """Block by block: a network's params and MACs are the sums over its blocks (the chains add none of
+    their own); checked against :func:`_whole_network_complexity` by the tests."""
+    shape, classes = genotype.input.shape, genotype.input.classes
+    parts: list[PartCost] = []
+    prev: Shape | None = None
+    if genotype.stem:
+        p, m, shape, prev = _chain_cost(tuple(genotype.stem), shape, None)
+        parts.append(PartCost("stem", len(genotype.stem), tuple(shape), p, m))
+    for i, stage in enumerate(genotype.stages):
+        blocks = tuple(stage.expand())
+        p, m, shape, prev = _chain_cost(blocks, shape, prev)
+        parts.append(PartCost(f"stage{i + 1}", len(blocks), tuple(shape), p, m))
+        if include_aux and stage.aux is not None:
+            with _ShapesOnly(), torch.device("meta"):
+                aux = build_aux_head(stage.aux, shape, classes).eval()
+            aux_macs, y = _count_macs(aux, torch.empty(1, *shape, device="meta"))
+            parts.append(PartCost(f"aux (stage{i + 1})", 1, tuple(last(y).shape[1:]), count_params(aux), aux_macs))
+    with _ShapesOnly(), torch.device("meta"):
+        head = build_head(genotype.head, shape, classes).eval()
+    macs, y = _count_macs(head, torch.empty(1, *shape, device="meta"))
+    parts.append(PartCost("head", 1, tuple(last(y).shape[1:]), count_params(head), macs))
+    return Complexity(params=sum(p.params for p in parts), macs=sum(p.macs for p in parts), input_shape=genotype.input.shape, parts=tuple(parts))
+
+
+def _whole_network_complexity(genotype: Network, include_aux: bool = False) -> Complexity:
+    """The reference: the whole network built and traced at once (slower: nothing is shared between blocks)."""
     net = _meta_net(genotype)
     shape = genotype.input.shape
     x: State = torch.empty(1, *shape, device="meta")
