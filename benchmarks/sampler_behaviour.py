@@ -5,7 +5,7 @@ from its genotype's digest, as in ``run_search(dry_run_s=0)``).
 - TPE: the share of infeasible draws in the quickstart's space and constraint (macro-cifar, max_macs),
   over the whole run and its first and second halves.
 
-    python benchmarks/sampler_behaviour.py [--trials 200] [--tpe-trials 60] [--seeds 0 1 2]
+    python benchmarks/sampler_behaviour.py [--trials 200] [--tpe-trials 60] [--seeds 0 1 2] [--what both]
 """
 
 from __future__ import annotations
@@ -58,13 +58,14 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200, help="evolution trials (evaluated, duplicates included)")
     ap.add_argument("--tpe-trials", type=int, default=60, help="feasible TPE trials to reach")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--what", choices=["both", "evolution", "tpe"], default="both")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
+        for seed in args.seeds if args.what != "tpe" else []:
             t0 = time.perf_counter()
             share, n = evolution(Path(tmp), args.trials, seed)
             print(f"evolution seed {seed}: {share:.1%} duplicates of {n} candidates ({time.perf_counter() - t0:.0f}s)")
-        for seed in args.seeds:
+        for seed in args.seeds if args.what != "evolution" else []:
             t0 = time.perf_counter()
             total, first, second, n = tpe(Path(tmp), args.tpe_trials, seed)
             print(
