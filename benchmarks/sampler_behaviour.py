@@ -41,7 +41,9 @@ def evolution(folder: Path, trials: int, seed: int) -> tuple[float, int]:
 def tpe(folder: Path, trials: int, seed: int) -> tuple[float, float, float, int]:
     quick = StudyConfig.load(study_file("quickstart") or "studies/quickstart.yaml")
     raw = quick.model_dump(mode="json")
-    raw.update(name=f"tpe-{seed}", baselines=[], sampler={**raw["sampler"], "kind": "tpe", "seed": seed}, budget={"trials": trials})
+    raw.update(
+        name=f"tpe-{seed}", baselines=[], sampler={**raw["sampler"], "kind": "tpe", "seed": seed}, budget={"trials": trials}
+    )
     cfg = StudyConfig.model_validate(raw)
     try:
         rows = run_search(cfg, root=folder, dry_run_s=0).rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
+from typing import Any
 
 import pytest
 import torch
@@ -256,6 +257,22 @@ def test_complexity_of_large_networks_allocates_nothing() -> None:
     assert report["grew_kib"] < 200 * 1024, report
 
 
+class RandomDraw:
+    """The three suggest methods of a trial, drawing at random."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng, self.params = rng, {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.params.setdefault(name, self.rng.choice(list(choices)))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
+        return self.params.setdefault(name, self.rng.randrange(low, high + 1, step))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> Any:
+        return self.params.setdefault(name, self.rng.uniform(low, high))
+
+
 @pytest.mark.parametrize("space_name", ["macro-cifar", "nasnet-cifar"])
 def test_block_by_block_counting_equals_tracing_the_whole_network(space_name: str) -> None:
     """complexity() counts each distinct block once and adds up; the whole network traced at once is the reference."""
@@ -267,18 +284,6 @@ def test_block_by_block_counting_equals_tracing_the_whole_network(space_name: st
     space = load_space(space_name)
     rng = random.Random(7)
     for _ in range(3):
-        params: dict[str, object] = {}
-
-        class Draw:  # the three suggest methods, drawing at random
-            def suggest_categorical(self, name: str, choices: list[object]) -> object:
-                return params.setdefault(name, rng.choice(list(choices)))
-
-            def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
-                return params.setdefault(name, rng.randrange(low, high + 1, step))  # type: ignore[return-value]
-
-            def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
-                return params.setdefault(name, rng.uniform(low, high))  # type: ignore[return-value]
-
-        net = space.sample(Draw())
+        net = space.sample(RandomDraw(rng))
         for aux in (False, True):
             assert _complexity(net, aux) == _whole_network_complexity(net, aux), net.to_string()

@@ -37,7 +37,9 @@ def add_baseline(study: optuna.Study, values: list[float]) -> None:
 
 def test_nsga2_children_after_the_first_generation_are_built_from_their_parents_values() -> None:
     pop = 6
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=ConditionalNSGAIISampler(population_size=pop, seed=0))
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=ConditionalNSGAIISampler(population_size=pop, seed=0)
+    )
     add_baseline(study, [0.5, 0.5])
 
     def objective(t: optuna.Trial) -> tuple[float, float]:
@@ -153,9 +155,7 @@ class ChannelsSpace:
         c1 = trial.suggest_int("c1", 8, 64, step=8)
         d1 = trial.suggest_int("d1", 1, 4)
         c2 = trial.suggest_int("c2", 16, 128, step=16)
-        return Network.from_string(
-            f"input(resolution=8) | stem[conv(out={stem})] | {d1}*residual()@{c1} | 1*residual()@{c2}/2"
-        )
+        return Network.from_string(f"input(resolution=8) | stem[conv(out={stem})] | {d1}*residual()@{c1} | 1*residual()@{c2}/2")
 
     def model_dump(self, mode: str = "json") -> dict[str, Any]:
         return {"channels": 1}

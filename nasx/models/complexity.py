@@ -64,8 +64,21 @@ def count_params(module: nn.Module) -> int:
 
 #: In-place initialisers: on ``meta`` there is nothing to fill.
 _INIT = frozenset(
-    "uniform_ normal_ trunc_normal_ kaiming_uniform_ kaiming_normal_ xavier_uniform_ xavier_normal_ "
-    "zeros_ ones_ constant_ zero_ fill_ orthogonal_".split()
+    {
+        "uniform_",
+        "normal_",
+        "trunc_normal_",
+        "kaiming_uniform_",
+        "kaiming_normal_",
+        "xavier_uniform_",
+        "xavier_normal_",
+        "zeros_",
+        "ones_",
+        "constant_",
+        "zero_",
+        "fill_",
+        "orthogonal_",
+    }
 )
 #: Functions that keep their input's shape and hold no matmul: on ``meta`` their result is an empty tensor
 #: of that shape (batch norm's meta kernel alone runs a Python decomposition of a dozen ops).
@@ -247,7 +260,8 @@ def _complexity(genotype: Network, include_aux: bool) -> Complexity:
         head = build_head(genotype.head, shape, classes).eval()
     macs, y = _count_macs(head, torch.empty(1, *shape, device="meta"))
     parts.append(PartCost("head", 1, tuple(last(y).shape[1:]), count_params(head), macs))
-    return Complexity(params=sum(p.params for p in parts), macs=sum(p.macs for p in parts), input_shape=genotype.input.shape, parts=tuple(parts))
+    total_params, total_macs = sum(p.params for p in parts), sum(p.macs for p in parts)
+    return Complexity(params=total_params, macs=total_macs, input_shape=genotype.input.shape, parts=tuple(parts))
 
 
 def _whole_network_complexity(genotype: Network, include_aux: bool = False) -> Complexity:

@@ -168,7 +168,9 @@ class ConditionalNSGAIISampler(NSGAIISampler):
     parents' parameters).
     """
 
-    def __init__(self, *, population_size: int = 50, seed: int | None = None, crossover_prob: float = 0.9, swapping_prob: float = 0.5) -> None:
+    def __init__(
+        self, *, population_size: int = 50, seed: int | None = None, crossover_prob: float = 0.9, swapping_prob: float = 0.5
+    ) -> None:
         super().__init__(population_size=population_size, seed=seed, crossover_prob=crossover_prob, swapping_prob=swapping_prob)
         self._crossover_p, self._swapping_p = crossover_prob, swapping_prob
         self._plan: dict[int, tuple[dict[str, Any], set[str]]] = {}

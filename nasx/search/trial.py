@@ -153,9 +153,7 @@ def finish(
                 trial.set_constraint(key, value)
     if state in ("complete", "duplicate") and values is not None:
         study.tell(trial, list(values))
-    elif state == "infeasible":
-        study.tell(trial, state=TrialState.PRUNED)
-    elif state == "stopped":
+    elif state in ("infeasible", "stopped"):
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -292,11 +290,8 @@ def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | C
         if limit is not None and value > limit
     }
     if over:
-        reason = "; ".join(
-            f"{what} {value:,} > {name} {limit:,}"
-            for name, what, value, limit in (("max_macs", "MACs", macs, limits.max_macs), ("max_params", "params", params, limits.max_params))
-            if name in over
-        )
+        checks = (("max_macs", "MACs", macs, limits.max_macs), ("max_params", "params", params, limits.max_params))
+        reason = "; ".join(f"{what} {value:,} > {name} {limit:,}" for name, what, value, limit in checks if name in over)
         return finish(ctx.study, trial, "infeasible", None, reason, over)
     return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
 
