@@ -48,7 +48,8 @@ def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete" and t.values
     ]
-    ranks = fronts([(-t.values[0], *t.values[1:]) for t in done])
+    k = len(cfg.objectives)  # a proxy objective (maximised, after them) is not part of the front
+    ranks = fronts([(-t.values[0], *t.values[1:k]) for t in done])
     order = sorted(zip(ranks, done, strict=True), key=lambda rt: (rt[0], -rt[1].values[0], rt[1].number))
     return [
         Model(f"trial{t.number}", "candidate", Network.from_dict(t.user_attrs["genotype"]), t.number, t.values[0])

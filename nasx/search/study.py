@@ -61,6 +61,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nasx.search.config import FailureKind, Failures, StudyConfig, StudyError
+from nasx.search.proxies import proxy_values
 from nasx.search.samplers import make_sampler
 from nasx.train.run import versions
 
@@ -237,7 +238,7 @@ def open_study(cfg: StudyConfig, folder: Path, space_digest: str, worker: Worker
     """
     with worker.turn() if worker is not None else _nothing():
         storage = storage_for(cfg, folder)
-        directions = [o.direction for o in cfg.objectives]
+        directions = cfg.directions
         study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, load_if_exists=True)
         old = study.user_attrs.get("identity")
         identity = {**cfg.identity(), "space_digest": space_digest}
@@ -313,13 +314,14 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
 
 
 def evaluated(t: FrozenTrial) -> bool:
-    """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
+    """A finished candidate that uses up one trial of the budget: any state but infeasible or screened (by a proxy
+    pre-filter), unless failed and retried."""
     a = t.user_attrs
     return (
         t.state.is_finished()
         and a.get("role") == "candidate"
         and "digest" in a
-        and a.get("state") != "infeasible"
+        and a.get("state") not in ("infeasible", "screened")
         and not a.get("retried")
     )
 
@@ -459,6 +461,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "failure": a.get("failure"),
                 "retry_of": a.get("retry_of"),
                 "retried": bool(a.get("retried")),
+                "proxies": proxy_values(a),
             }
         )
     return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import optuna
@@ -22,6 +22,7 @@ from nasx.data.types import Splits
 from nasx.errors import NasxError
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
+from nasx.search.proxies import objective_values, prefilter, record_scores
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
@@ -42,6 +43,8 @@ class Context:
     device: str | None
     worker: Worker  # this process, holding its lock (see nasx.search.study)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
+    queued: list[Any] = field(default_factory=list)  # steps a proxy pre-filter settled, handed out first
+    proxy_batches: list[Any] | None = None  # the proxies' minibatches of the training split, made once
 
 
 #: How often a worker looks again at a trial it waits for (a twin in training, other workers' last trials).
@@ -153,7 +156,7 @@ def finish(
                 trial.set_constraint(key, value)
     if state in ("complete", "duplicate") and values is not None:
         study.tell(trial, list(values))
-    elif state in ("infeasible", "stopped"):
+    elif state in ("infeasible", "stopped", "screened"):  # screened: left out by a proxy pre-filter; pruned, so samplers learn
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -192,6 +195,7 @@ def train_and_record(
 
     t0 = time.perf_counter()
     try:
+        record_scores(ctx, trial, net)  # before training, from the same initial weights; no-op without proxies
         if ctx.dry_run_s is not None:
             result = dry_train(net, ctx.cfg.epochs, ctx.dry_run_s, callback)
         else:
@@ -212,7 +216,7 @@ def train_and_record(
     if result.state == "stopped":
         attrs["stopped_at"] = result.epochs
         return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}", attrs=attrs)
-    return finish(ctx.study, trial, "complete", (result.val_acc, *costs), None, attrs=attrs)
+    return finish(ctx.study, trial, "complete", (result.val_acc, *costs, *objective_values(ctx, trial)), None, attrs=attrs)
 
 
 @dataclass(frozen=True)
@@ -238,17 +242,33 @@ def _mark(ctx: Context, trial: optuna.Trial, role: str) -> None:
     trial.set_user_attr("worker", ctx.worker.id)
 
 
+def mark_candidate(ctx: Context, trial: optuna.Trial) -> None:
+    _mark(ctx, trial, "candidate")
+
+
+def drop_queued(ctx: Context, why: str) -> None:
+    """End the search's queued steps: candidates a pre-filter kept but that will not be trained are recorded as screened."""
+    for step in ctx.queued:
+        if isinstance(step, Candidate):
+            finish(ctx.study, step.trial, "screened", None, why)
+    ctx.queued.clear()
+
+
 def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None) -> Step:
     """The worker's critical section (under ``ask.lock``): recover stale trials, check the budget, ask and screen.
 
-    Pending baselines come first (each asked by one worker only); then a candidate while finished
+    Steps a proxy pre-filter queued come first (see :func:`nasx.search.proxies.prefilter`); then
+    pending baselines (each asked by one worker only); then a candidate while finished
     evaluations plus candidates running on live workers are fewer than ``budget``.
     """
     with ctx.worker.turn():
         recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
         replay_rungs(ctx)
         if wall_time is not None and float(ctx.study.user_attrs.get("elapsed_s", 0.0)) >= wall_time:
+            drop_queued(ctx, "the wall time ran out before it was trained")
             return "done"
+        if ctx.queued:
+            return ctx.queued.pop(0)
         names = pending_baselines(ctx)
         if names:
             return ask_baseline(ctx, names[0])
@@ -260,7 +280,12 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
                 f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
                 "loosen constraints or narrow the space"
             )
-        return screen(ctx, ctx.study.ask(), mark=True)
+        step = screen(ctx, ctx.study.ask(), mark=True)
+        p = ctx.cfg.proxies
+        if p is not None and p.use == "prefilter" and isinstance(step, Candidate) and step.twin is None:
+            ctx.queued.extend(prefilter(ctx, step, budget))
+            return ctx.queued.pop(0)
+        return step
 
 
 def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | Candidate:

@@ -27,9 +27,22 @@ from ray.tune.search import Searcher
 from nasx.errors import NasxError
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind
+from nasx.search.proxies import objective_values, record_scores
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import add_elapsed, progress
-from nasx.search.trial import POLL_S, Candidate, Context, Outcome, costs_of, fail, finish, next_trial, settle, twin_running
+from nasx.search.trial import (
+    POLL_S,
+    Candidate,
+    Context,
+    Outcome,
+    costs_of,
+    drop_queued,
+    fail,
+    finish,
+    next_trial,
+    settle,
+    twin_running,
+)
 
 _DATA: dict[tuple[Any, ...], Any] = {}  # per worker process: decoded splits, reused across trials
 
@@ -183,6 +196,7 @@ class StudySearcher(Searcher):
                 continue
             cand = step
         trial = cand.trial
+        record_scores(ctx, trial, cand.net)  # on the driver, before the trial is scheduled; no-op without proxies
         costs = costs_of(ctx.cfg, cand.params, cand.macs)
         self.live[trial_id] = (trial, costs, [])
         cfg = ctx.cfg
@@ -237,7 +251,8 @@ class StudySearcher(Searcher):
         elif result.get("failed"):
             outcome = fail(self.ctx, trial, str(result.get("failure", FailureKind.CRASH.value)), str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
-            outcome = finish(self.ctx.study, trial, "complete", (float(result["val_acc"]), *costs), None)
+            values = (float(result["val_acc"]), *costs, *objective_values(self.ctx, trial))
+            outcome = finish(self.ctx.study, trial, "complete", values, None)
         else:
             trial.set_user_attr("stopped_at", len(curve))
             outcome = finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
@@ -326,6 +341,7 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
             raise searcher.error
     finally:
         with ctx.worker.turn():
+            drop_queued(ctx, "the search ended before it was trained")
             add_elapsed(ctx.study, time.perf_counter() - t0)
         if started:
             ray.shutdown()
