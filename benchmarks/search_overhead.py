@@ -1,11 +1,14 @@
-"""Per-trial overhead of the executors: the same study of trivial trials, local and Ray, in one run.
+"""Per-trial overhead of the search loop: the same study of trivial trials, local and Ray.
 
 Each trial sleeps ``--sleep`` seconds instead of training (``run_search(dry_run_s=...)``); sampling,
 complexity counting, de-duplication and recording in the journal all run as in a real search.
-Prints wall seconds per trial and the overhead (per trial, minus the sleep) of each executor, and
-what Ray adds over local.
+A first run of ``--warmup`` trials pays the one-off costs (imports, Ray's start) and is not counted.
+The local study then grows to each of ``--checkpoints`` trials in turn (resumed, as a user resumes
+one), and each segment's wall seconds per trial, minus the sleep, is printed: flat overhead means
+the loop does not slow down as the study grows. Ray runs ``--ray-trials`` more trials, one at a
+time, on a study of its own, and what it adds per trial over local at the same study size is printed.
 
-    python benchmarks/search_overhead.py [--trials 30] [--sleep 0.2] [--space macro-cifar]
+    python benchmarks/search_overhead.py [--checkpoints 100 500 1000] [--ray-trials 100] [--sleep 0]
 """
 
 from __future__ import annotations
@@ -18,46 +21,67 @@ from pathlib import Path
 from nasx.search import StudyConfig, run_search
 
 
-def one(kind: str, folder: Path, trials: int, sleep: float, space: str, concurrent: int) -> float:
-    cfg = StudyConfig.model_validate(
+def config(kind: str, name: str, trials: int, space: str, sampler: str) -> StudyConfig:
+    return StudyConfig.model_validate(
         {
-            "name": f"bench-{kind}-{concurrent}",
+            "name": name,
             "space": space,
             "objectives": ["val_acc", "macs"],
-            "sampler": {"kind": "random", "seed": 0},
+            "sampler": {"kind": sampler, "seed": 0},
             "budget": {"trials": trials},
             "fidelity": {"epochs": 1},
             "early_stopping": {"kind": "none"},
-            "executor": {"kind": kind, "cpus_per_trial": 1, "max_concurrent": concurrent},
+            "executor": {"kind": kind, "cpus_per_trial": 1, "max_concurrent": 1},
         }
     )
-    t0 = time.perf_counter()
-    run_search(cfg, root=folder, dry_run_s=sleep)
-    return (time.perf_counter() - t0) / trials
+
+
+def grow(kind: str, folder: Path, name: str, sizes: list[int], sleep: float, space: str, sampler: str) -> list[float]:
+    """Seconds per trial of each segment as the study grows to each of ``sizes``, minus the sleep."""
+    out, done = [], 0
+    for n in sizes:
+        t0 = time.perf_counter()
+        run_search(config(kind, name, n, space, sampler), root=folder, dry_run_s=sleep)
+        out.append((time.perf_counter() - t0) / (n - done) - sleep)
+        done = n
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=30)
-    ap.add_argument("--sleep", type=float, default=0.2, help="seconds each trivial trial takes")
+    ap.add_argument("--checkpoints", type=int, nargs="+", default=[100, 500, 1000], help="study sizes, local executor")
+    ap.add_argument("--ray-trials", type=int, default=100, help="0: no Ray")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--sleep", type=float, default=0.0, help="seconds each trivial trial takes")
     ap.add_argument("--space", default="macro-cifar")
+    ap.add_argument("--sampler", default="random")
     args = ap.parse_args()
-    import ray
-
+    w, sizes = args.warmup, sorted(args.checkpoints)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        local = one("local", folder, args.trials, args.sleep, args.space, 1)
         t0 = time.perf_counter()
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        startup = time.perf_counter() - t0
-        ray1 = one("ray", folder, args.trials, args.sleep, args.space, 1)
-        ray2 = one("ray", folder, args.trials, args.sleep, args.space, 2)
-        ray.shutdown()
-    print(f"{args.trials} trials of {args.sleep}s each, space {args.space}; ray.init took {startup:.1f}s (not in the figures)")
-    print(f"{'executor':<22} {'s/trial':>8} {'overhead s/trial':>17}")
-    for name, per in [("local", local), ("ray, 1 at a time", ray1), ("ray, 2 concurrent", ray2)]:
-        print(f"{name:<22} {per:>8.3f} {per - args.sleep:>17.3f}")
-    print(f"Ray adds {ray1 - local:+.3f} s per trial over local (1 at a time)")
+        grow("local", folder, "local", [w], args.sleep, args.space, args.sampler)
+        print(f"warm-up: {w} trials in {time.perf_counter() - t0:.1f}s (imports included, not counted)")
+        local = grow("local", folder, "local", [w + n for n in sizes], args.sleep, args.space, args.sampler)
+        print(f"local executor, space {args.space}, sampler {args.sampler}, trials of {args.sleep}s:")
+        print(f"{'study size':>12} {'overhead s/trial':>17}")
+        prev = 0
+        for n, per in zip(sizes, local, strict=True):
+            print(f"{f'{prev}-{n}':>12} {per:>17.3f}")
+            prev = n
+        if args.ray_trials:
+            import ray
+
+            t0 = time.perf_counter()
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            grow("ray", folder, "ray", [w], args.sleep, args.space, args.sampler)
+            print(f"ray.init and {w} warm-up trials took {time.perf_counter() - t0:.1f}s (not counted)")
+            n = args.ray_trials
+            (ray_per,) = grow("ray", folder, "ray", [w + n], args.sleep, args.space, args.sampler)
+            local_per = grow("local", folder, "local-again", [w, w + n], args.sleep, args.space, args.sampler)[1]
+            ray.shutdown()
+            print(f"ray, 1 at a time, {n} trials: {ray_per:.3f} s/trial overhead; local at the same size {local_per:.3f}")
+            print(f"Ray adds {ray_per - local_per:+.3f} s per trial over local")
 
 
 if __name__ == "__main__":

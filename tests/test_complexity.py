@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
+from typing import Any
 
 import pytest
 import torch
@@ -254,3 +255,35 @@ def test_complexity_of_large_networks_allocates_nothing() -> None:
     assert report["seconds"] < 10
     # fp32 weights alone would be 553 MB + 508 MB; allow 200 MB of bookkeeping
     assert report["grew_kib"] < 200 * 1024, report
+
+
+class RandomDraw:
+    """The three suggest methods of a trial, drawing at random."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng, self.params = rng, {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.params.setdefault(name, self.rng.choice(list(choices)))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> Any:
+        return self.params.setdefault(name, self.rng.randrange(low, high + 1, step))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> Any:
+        return self.params.setdefault(name, self.rng.uniform(low, high))
+
+
+@pytest.mark.parametrize("space_name", ["macro-cifar", "nasnet-cifar"])
+def test_block_by_block_counting_equals_tracing_the_whole_network(space_name: str) -> None:
+    """complexity() counts each distinct block once and adds up; the whole network traced at once is the reference."""
+    import random
+
+    from nasx.models.complexity import _complexity, _whole_network_complexity
+    from nasx.space.design import load_space
+
+    space = load_space(space_name)
+    rng = random.Random(7)
+    for _ in range(3):
+        net = space.sample(RandomDraw(rng))
+        for aux in (False, True):
+            assert _complexity(net, aux) == _whole_network_complexity(net, aux), net.to_string()

@@ -156,6 +156,8 @@ def init_weights(model: nn.Module) -> nn.Module:
     networks noticeably slower in short runs; torchvision's ResNet/VGG/DenseNet and the CIFAR
     ResNet code all use this one.
     """
+    if any(p.is_meta for p in model.parameters()):
+        return model  # nothing to initialise (complexity counting builds on ``meta``; init there is slow and moot)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

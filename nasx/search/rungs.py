@@ -57,6 +57,7 @@ class RungDecider:
     reduction: int
     max_epochs: int
     rungs: dict[int, list[RungEntry]] = field(default_factory=dict)
+    _keys: dict[int, set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.grace < 1 or self.reduction < 2:
@@ -74,7 +75,9 @@ class RungDecider:
         """Add a result at ``epoch`` (when it is a rung) without deciding: for replaying history on resume."""
         if epoch in self.milestones:
             entries = self.rungs.setdefault(epoch, [])
-            if all(e.key != entry.key for e in entries):
+            keys = self._keys.setdefault(epoch, {e.key for e in entries})
+            if entry.key not in keys:  # a set beside the list: replaying a long history stays linear
+                keys.add(entry.key)
                 entries.append(entry)
 
     def should_stop(self, epoch: int, entry: RungEntry) -> bool:

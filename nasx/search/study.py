@@ -226,7 +226,9 @@ def storage_for(cfg: StudyConfig, folder: Path) -> optuna.storages.BaseStorage:
         repair_journal(journal, full=True)
     finally:
         lock.release()
-    return optuna.storages.JournalStorage(JournalFileBackend(str(journal), lock_obj=lock))  # type: ignore[arg-type]
+    from nasx.search.batch import BatchingJournalStorage
+
+    return BatchingJournalStorage(JournalFileBackend(str(journal), lock_obj=lock))  # type: ignore[arg-type]
 
 
 def rdb_storage(cfg: StudyConfig) -> optuna.storages.RDBStorage:
@@ -565,20 +567,26 @@ class Census:
     infeasible: int
 
 
+_RUNNING, _WAITING = TrialState.RUNNING, TrialState.WAITING  # looked up once: these loops run over every trial
+
+
 def census(study: optuna.Study, worker: Worker) -> Census:
     done = running = here = infeasible = 0
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         if a.get("role") != "candidate":
             continue
-        if t.state == TrialState.RUNNING:
+        state = t.state
+        if state is _RUNNING:
             where = worker.liveness(a.get("worker"))
             running += where != "dead"
             here += where == "live"
-        elif evaluated(t):
-            done += 1
-        elif t.state.is_finished() and a.get("state") == "infeasible":
+        elif state is _WAITING:
+            continue
+        elif a.get("state") == "infeasible":
             infeasible += 1
+        elif "digest" in a and not a.get("retried"):  # evaluated(t), inlined
+            done += 1
     return Census(done, running, here, infeasible)
 
 
@@ -633,12 +641,13 @@ def add_elapsed(study: optuna.Study, seconds: float) -> None:
 
 def find_duplicate(study: optuna.Study, digest: str, exclude: int) -> FrozenTrial | None:
     """A finished trial of the same genotype whose result would repeat (same fidelity: the study's identity fixes it)."""
+    non_finite = FailureKind.NON_FINITE_LOSS.value
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        same = t.number != exclude and t.state.is_finished() and a.get("digest") == digest
-        repeatable = a.get("state") in ("complete", "stopped") or a.get("failure") == FailureKind.NON_FINITE_LOSS.value
-        if same and repeatable:  # a crash or out-of-memory may not happen again: those are trained again
-            return t
+        if a.get("digest") != digest or t.number == exclude or t.state is _RUNNING or t.state is _WAITING:
+            continue
+        if a.get("state") in ("complete", "stopped") or a.get("failure") == non_finite:
+            return t  # a crash or out-of-memory may not happen again: those are trained again
     return None
 
 

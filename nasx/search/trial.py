@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.data.types import Splits
 from nasx.errors import NasxError
+from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.proxies import objective_values, prefilter, record_scores
 from nasx.search.rungs import RungDecider, RungEntry
@@ -139,14 +140,34 @@ def record_genotype(
     return cost.params, cost.macs
 
 
-def finish(study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[float, ...] | None, reason: str | None) -> Outcome:
-    """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL)."""
-    trial.set_user_attr("state", state)
-    if reason:
-        trial.set_user_attr("reason", reason)
+def finish(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: str,
+    values: tuple[float, ...] | None,
+    reason: str | None,
+    violations: dict[str, float] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Outcome:
+    """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL).
+
+    An infeasible draw is told PRUNED with its ``violations`` as Optuna constraints (positive: by how
+    much, relative to the limit, it breaks each), so that samplers that read constraints (TPE, NSGA-II)
+    learn where the feasible region is; it has no objective values and never reaches a front.
+    ``attrs``: more user attributes to record with the state (one journal append for all).
+    """
+    with batched(study):
+        for key, value in (attrs or {}).items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("state", state)
+        if reason:
+            trial.set_user_attr("reason", reason)
+        if state == "infeasible":
+            for key, value in (violations or {"valid": 1.0}).items():
+                trial.set_constraint(key, value)
     if state in ("complete", "duplicate") and values is not None:
         study.tell(trial, list(values))
-    elif state in ("stopped", "screened"):  # screened: left out by a proxy pre-filter; pruned, so samplers learn
+    elif state in ("infeasible", "stopped", "screened"):  # screened: left out by a proxy pre-filter; pruned, so samplers learn
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -198,16 +219,15 @@ def train_and_record(
         trial.set_user_attr("wall_s", time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    trial.set_user_attr("wall_s", time.perf_counter() - t0)
-    trial.set_user_attr("device", device_used[0])
+    attrs = {"wall_s": time.perf_counter() - t0, "device": device_used[0]}
     if result.device_name:
-        trial.set_user_attr("device_name", result.device_name)
+        attrs["device_name"] = result.device_name
     if result.cuda:
-        trial.set_user_attr("cuda", result.cuda)
+        attrs["cuda"] = result.cuda
     if result.state == "stopped":
-        trial.set_user_attr("stopped_at", result.epochs)
-        return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}")
-    return finish(ctx.study, trial, "complete", (result.val_acc, *costs, *objective_values(ctx, trial)), None)
+        attrs["stopped_at"] = result.epochs
+        return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}", attrs=attrs)
+    return finish(ctx.study, trial, "complete", (result.val_acc, *costs, *objective_values(ctx, trial)), None, attrs=attrs)
 
 
 @dataclass(frozen=True)
@@ -276,9 +296,7 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
                 f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
                 "loosen constraints or narrow the space"
             )
-        trial = ctx.study.ask()
-        _mark(ctx, trial, "candidate")
-        step = screen(ctx, trial)
+        step = screen(ctx, ctx.study.ask(), mark=True)
         p = ctx.cfg.proxies
         if p is not None and p.use == "prefilter" and isinstance(step, Candidate) and step.twin is None:
             ctx.queued.extend(prefilter(ctx, step, budget))
@@ -286,31 +304,45 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
         return step
 
 
-def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
+def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | Candidate:
     """Sample the trial's genotype and settle it without training when it is infeasible or a duplicate.
 
     Returns the finished :class:`Outcome`, or the :class:`Candidate` to train or to wait with.
     Call it under ``ask.lock`` (see :func:`next_trial`), so that the running-twin check is exact.
+    ``mark``: first record the trial as this worker's candidate (``role``, ``worker``).
     """
-    try:
-        net = ctx.space.sample(trial)
-        params, macs = record_genotype(trial, net, "candidate", fidelity=ctx.cfg.fidelity)
-    except NasxError as exc:
-        return finish(ctx.study, trial, "infeasible", None, f"not a valid network: {exc}")
-    except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
-        return finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
+    problem = None
+    with batched(ctx.study):  # the marks, the parameters and the genotype record: one journal append
+        if mark:
+            _mark(ctx, trial, "candidate")
+        try:
+            net = ctx.space.sample(trial)
+            params, macs = record_genotype(trial, net, "candidate", fidelity=ctx.cfg.fidelity)
+        except NasxError as exc:
+            problem = f"not a valid network: {exc}"
+        except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
+            problem = f"cannot be built: {str(exc).splitlines()[0]}"
+    if problem is not None:
+        return finish(ctx.study, trial, "infeasible", None, problem)
     limits = ctx.cfg.constraints
-    if limits.max_macs is not None and macs > limits.max_macs:
-        return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
-    if limits.max_params is not None and params > limits.max_params:
-        return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
+    over = {
+        name: (value - limit) / limit
+        for name, value, limit in (("max_macs", macs, limits.max_macs), ("max_params", params, limits.max_params))
+        if limit is not None and value > limit
+    }
+    if over:
+        checks = (("max_macs", "MACs", macs, limits.max_macs), ("max_params", "params", params, limits.max_params))
+        reason = "; ".join(f"{what} {value:,} > {name} {limit:,}" for name, what, value, limit in checks if name in over)
+        return finish(ctx.study, trial, "infeasible", None, reason, over)
     side = ctx.cfg.fidelity.resolution
     if side is not None:
         from nasx.models.complexity import resolution_problem
 
         problem = resolution_problem(net, side)
         if problem is not None:
-            return finish(ctx.study, trial, "infeasible", None, f"fidelity.resolution {side} is too small: {problem}")
+            return finish(
+                ctx.study, trial, "infeasible", None, f"fidelity.resolution {side} is too small: {problem}", {"valid": 1.0}
+            )
     return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
 
 
@@ -324,14 +356,15 @@ def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
     trial, digest = cand.trial, cand.net.digest
     twin = find_duplicate(ctx.study, digest, trial.number)
     if twin is not None:
-        trial.set_user_attr("duplicate_of", twin.number)
-        trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
+        copied = {"duplicate_of": twin.number, "curve": twin.user_attrs.get("curve", [])}
         values = tuple(twin.values) if twin.state == TrialState.COMPLETE and twin.values else None
         if values is None:  # the twin was stopped or failed: so is this one, without training again
-            trial.set_user_attr("state", "duplicate")
+            with batched(ctx.study):
+                for key, value in {**copied, "state": "duplicate"}.items():
+                    trial.set_user_attr(key, value)
             ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
             return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
-        return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
+        return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}", attrs=copied)
     running = running_twin(ctx.study, digest, trial.number, ctx.worker)
     if running is not None:
         if cand.twin != running.number:

@@ -25,6 +25,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from nasx.errors import NasxError
+from nasx.search.batch import batched
 from nasx.search.config import FailureKind
 from nasx.search.proxies import objective_values, record_scores
 from nasx.search.rungs import RungDecider, RungEntry
@@ -234,13 +235,14 @@ class StudySearcher(Searcher):
             return
         trial, costs, curve = self.live.pop(trial_id)
         result = result or {}
-        if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
-            curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
-            trial.set_user_attr("curve", list(curve))
-        trial.set_user_attr("wall_s", float(result.get("wall_s", 0.0)))
-        for key in ("device", "device_name", "cuda"):
-            if result.get(key):
-                trial.set_user_attr(key, result[key])
+        with batched(self.ctx.study):  # one journal append for these
+            if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
+                curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
+                trial.set_user_attr("curve", list(curve))
+            trial.set_user_attr("wall_s", float(result.get("wall_s", 0.0)))
+            for key in ("device", "device_name", "cuda"):
+                if result.get(key):
+                    trial.set_user_attr(key, result[key])
         epochs = self.ctx.cfg.epochs
         if error:
             unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
