@@ -585,7 +585,7 @@ def census(study: optuna.Study, worker: Worker) -> Census:
             continue
         elif a.get("state") == "infeasible":
             infeasible += 1
-        elif "digest" in a and not a.get("retried"):  # evaluated(t), inlined
+        elif "digest" in a and not a.get("retried") and a.get("state") != "screened":  # evaluated(t), inlined
             done += 1
     return Census(done, running, here, infeasible)
 
