@@ -299,15 +299,17 @@ def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> T
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for col in ("MACs", "val acc", "epochs", "front"):
         table.add_column(col, justify="right")
-    shown = [r for r in rows if r["role"] == "baseline" or r["number"] in front]
-    shown += sorted((r for r in rows if r not in shown and r["state"] == "complete"), key=lambda r: -(r["val_acc"] or 0))[
+    from nasx.search.record import Role, Status
+
+    shown = [r for r in rows if r["role"] == Role.BASELINE or r["number"] in front]
+    shown += sorted((r for r in rows if r not in shown and r["state"] == Status.COMPLETE), key=lambda r: -(r["val_acc"] or 0))[
         : max(0, 12 - len(shown))
     ]
-    for r in sorted(shown, key=lambda r: (r["role"] != "baseline", -(r["val_acc"] or 0))):
+    for r in sorted(shown, key=lambda r: (r["role"] != Role.BASELINE, -(r["val_acc"] or 0))):
         acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%"
         table.add_row(
             str(r["number"]),
-            r["role"] + (f" {r['name']}" if r["role"] == "baseline" else ""),
+            r["role"] + (f" {r['name']}" if r["role"] == Role.BASELINE else ""),
             r["state"],
             r["family"] or "",
             "" if r["params"] is None else f"{r['params']:,}",
@@ -320,12 +322,10 @@ def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> T
 
 
 def _front_numbers(rows: list[dict[str, Any]], objectives: tuple[Any, ...]) -> set[int]:
-    from nasx.search.rungs import fronts
+    """The study's front (:func:`nasx.results.front`, the one definition) as a set of trial numbers."""
+    from nasx.results import front
 
-    done = [r for r in rows if r["state"] in ("complete",) and r["val_acc"] is not None]
-    keys = [o.value for o in objectives[1:]]
-    pts = [(-r["val_acc"], *(float(r[k]) for k in keys)) for r in done]
-    return {r["number"] for r, f in zip(done, fronts(pts), strict=True) if f == 0}
+    return set(front(rows, [o.value for o in objectives[1:]]))
 
 
 @app.command()
@@ -341,6 +341,7 @@ def search(
     from pathlib import Path
 
     from nasx.search import run_search
+    from nasx.search.record import Status
     from nasx.search.study import progress as study_progress
 
     cfg = _study_config(study)
@@ -367,9 +368,9 @@ def search(
         best = "" if p.best_acc is None else f"best {100 * p.best_acc:.2f}%"
         counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
         view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
-        if outcome.state == "infeasible":  # counted in the bar; one line each would drown the trained ones
+        if outcome.state == Status.INFEASIBLE:  # counted in the bar; one line each would drown the trained ones
             return
-        reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != "complete" else ""
+        reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != Status.COMPLETE else ""
         acc = f" val {100 * outcome.values[0]:.2f}%" if outcome.values else ""
         view.console.print(f"trial {outcome.number}: {outcome.state}{acc}{reason}", highlight=False, markup=False)
 

@@ -38,15 +38,16 @@ class Source:
 
 def from_study(cfg: Any, root: Path | None = None) -> Source:
     """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
+    from nasx.search import record as rec
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
     from nasx.search.study import importances, progress, trial_rows
 
     study = load_study(cfg, root)
     rows = trial_rows(study)
-    frame = rows_to_frame(rows)
+    frame = rows_to_frame(rows, [o.value for o in cfg.objectives[1:]])
     frame["source"] = cfg.name
-    genotypes = {t.number: t.user_attrs["genotype"] for t in study.get_trials(deepcopy=False) if "genotype" in t.user_attrs}
+    genotypes = {r.number: r.genotype for r in rec.records(study) if r.genotype is not None}
     imp, note = importances(study)
     p = progress(study)
     recipe = cfg.resolved_recipe()
@@ -82,7 +83,7 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         "baselines": ", ".join(cfg.baselines) or "none",
         "trials by state": ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items())) or "none yet",
         "search time": f"{p.elapsed:.0f} s",
-        "versions": ", ".join(f"{k} {v}" for k, v in study.user_attrs.get("versions", {}).items()) or "not recorded",
+        "versions": ", ".join(f"{k} {v}" for k, v in (rec.study_attr(study, rec.VERSIONS) or {}).items()) or "not recorded",
     }
     runs = final_runs(study)
     final = final_summary(runs)
@@ -118,7 +119,7 @@ def from_run(folder: Path) -> Source:
     label = folder.name
     row = {
         "number": 0,
-        "role": "run",
+        "role": "run",  # report.figures.RUN
         "name": summary.get("name") or label,
         "state": summary.get("state", "complete"),
         "reason": None,

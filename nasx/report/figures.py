@@ -19,11 +19,13 @@ from plotly.subplots import make_subplots
 
 from nasx.report.collect import Source
 from nasx.results import edf, front_steps, hypervolume_progress, normalized_edf
+from nasx.search.record import Role, Status
 
 COST_TITLES = {"macs": "MACs (multiply-accumulates, batch 1)", "params": "parameters"}
 PALETTE = qualitative.D3 + qualitative.Set2
 STOPPED = "#9e9e9e"
 BASELINE = "#222222"
+RUN = "run"  # the role of a `nasx train` run folder's one row (collect.from_run)
 EDF_BINS = 8
 LAYOUT = {"template": "plotly_white", "height": 460, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}}
 
@@ -42,7 +44,7 @@ def human(n: float) -> str:
 
 def hover(row: pd.Series) -> str:
     """Hover text of one trial: name, family, accuracy, epochs, state, costs, digest and the genotype's string form."""
-    who = row["name"] if row["role"] != "candidate" else f"trial {row['number']}"
+    who = row["name"] if row["role"] != Role.CANDIDATE else f"trial {row['number']}"
     lines = [
         f"<b>{esc(who)}</b> · {esc(row['source'])} · {esc(row['family'] or '')}",
         f"val acc {100 * row['val_acc']:.2f}% · {row['epochs']} epochs · {esc(row['state'])}",
@@ -80,12 +82,12 @@ def _has_costs(frame: pd.DataFrame) -> pd.Series:
 
 def full_candidates(frame: pd.DataFrame) -> pd.DataFrame:
     """Candidates trained to the study's full fidelity (not stopped early, not a duplicate)."""
-    return frame[(frame["role"] == "candidate") & (frame["state"] == "complete") & _has_costs(frame)]
+    return frame[(frame["role"] == Role.CANDIDATE) & (frame["state"] == Status.COMPLETE) & _has_costs(frame)]
 
 
 def references(frame: pd.DataFrame) -> pd.DataFrame:
     """Baselines and training runs that finished: the labelled markers."""
-    return frame[frame["role"].isin(["baseline", "run"]) & (frame["state"] == "complete") & _has_costs(frame)]
+    return frame[frame["role"].isin([Role.BASELINE.value, RUN]) & (frame["state"] == Status.COMPLETE) & _has_costs(frame)]
 
 
 def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
@@ -104,7 +106,7 @@ def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
             hovertext=[hover(r) for _, r in part.iterrows()],
             hoverinfo="text",
         )
-    stopped = frame[(frame["role"] == "candidate") & (frame["state"] == "stopped") & _has_costs(frame)]
+    stopped = frame[(frame["role"] == Role.CANDIDATE) & (frame["state"] == Status.STOPPED) & _has_costs(frame)]
     if len(stopped):
         fig.add_scatter(
             x=stopped[cost].astype(float),
@@ -134,7 +136,7 @@ def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
             x=refs[cost].astype(float),
             y=100 * refs["val_acc"],
             mode="markers+text",
-            name="baselines, same recipe" if (refs["role"] == "baseline").all() else "baselines and runs",
+            name="baselines, same recipe" if (refs["role"] == Role.BASELINE).all() else "baselines and runs",
             text=[esc(n) for n in refs["name"]],
             textposition="top center",
             marker={"color": BASELINE, "symbol": "diamond", "size": 11},
@@ -259,7 +261,7 @@ def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
         return None
     final = pd.concat(parts, ignore_index=True)
     fig = go.Figure()
-    styles = {"candidate": ("found (front members)", PALETTE[3], "circle"), "baseline": ("baselines", BASELINE, "diamond")}
+    styles = {Role.CANDIDATE: ("found (front members)", PALETTE[3], "circle"), Role.BASELINE: ("baselines", BASELINE, "diamond")}
     for role, (label, color, symbol) in styles.items():
         part = final[final["role"] == role]
         if not len(part):

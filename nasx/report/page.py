@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from nasx.report.collect import ReportError, Source
 from nasx.report.diagram import diagrams
+from nasx.search.record import Role, Status
 from nasx.report.figures import (
     combined,
     edf_figure,
@@ -116,14 +117,14 @@ def top_models(sources: Sequence[Source]) -> str:
     rows = []
     for source in sources:
         frame = source.frame
-        picked = frame[(frame["on_front"] & (frame["state"] == "complete")) | frame.index.isin(references(frame).index)]
+        picked = frame[(frame["on_front"] & (frame["state"] == Status.COMPLETE)) | frame.index.isin(references(frame).index)]
         rows += [(source, r) for _, r in picked.iterrows()]
     rows.sort(key=lambda sr: float(sr[1]["macs"]))
     head = ["source"] * multi + ["model", "family", "params", "MACs", "val acc", "epochs", "digest", "genotype", ""]
     num = {"params", "MACs", "val acc", "epochs"}
     out = ["<table><thead><tr>", *(f'<th class="{"num" if h in num else ""}">{h}</th>' for h in head), "</tr></thead><tbody>"]
     for source, r in rows:
-        model = f"trial {r['number']} (front)" if r["role"] == "candidate" else f"{r['name']} ({r['role']})"
+        model = f"trial {r['number']} (front)" if r["role"] == Role.CANDIDATE else f"{r['name']} ({r['role']})"
         test = "" if pd.isna(r.get("test_acc", None)) else f"<br>test {100 * r['test_acc']:.2f}%"
         cells = [esc(source.label)] * multi + [
             f"<b>{esc(model)}</b>",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = [
     "complexity_weights",
     "edf",
     "final_summary",
+    "front",
+    "front_ranks",
     "front_steps",
     "hypervolume",
     "hypervolume_progress",
@@ -50,23 +53,68 @@ COLUMNS = (
 )
 
 
-def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _eligible(rows: Sequence[Mapping[str, Any]], costs: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Candidates trained to full fidelity (state complete: not stopped, not a duplicate) with every objective
+    known; of several trials of one genotype (same digest), the first."""
+    seen: set[Any] = set()
+    out = []
+    for r in sorted(rows, key=lambda r: r["number"]):
+        if r.get("role") != "candidate" or r.get("state") != "complete":
+            continue
+        values = [r.get("val_acc"), *(r.get(c) for c in costs)]
+        if any(v is None or v != v for v in values):  # None or NaN
+            continue
+        key = r.get("digest") or ("trial", r["number"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def front_ranks(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, costs: Sequence[str]) -> list[tuple[int, int]]:
+    """``(trial number, front index)`` of every eligible trial (see :func:`front`), by non-dominated sorting
+    (0: the front, 1: the front once that one is removed, ...); ordered by front, then accuracy, then number."""
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict("records")
+    done = _eligible(rows, costs)
+    if not done:
+        return []
+    acc = np.array([float(r["val_acc"]) for r in done])
+    cost = np.array([[float(r[c]) for c in costs] for r in done]) if costs else np.zeros((len(done), 1))
+    rank = np.full(len(done), -1)
+    level = 0
+    while (rank < 0).any():
+        left = np.flatnonzero(rank < 0)
+        rank[left[pareto_front(acc[left], cost[left])]] = level
+        level += 1
+    order = sorted(range(len(done)), key=lambda i: (rank[i], -acc[i], done[i]["number"]))
+    return [(int(done[i]["number"]), int(rank[i])) for i in order]
+
+
+def front(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, costs: Sequence[str]) -> list[int]:
+    """The study's front: the one definition every view uses (live view, ``nasx status``, the report, ``retrain --top``).
+
+    Trial numbers, most accurate first, of the non-dominated trials among candidates only
+    (baselines are references, not results), trained at full fidelity (state ``complete``:
+    early-stopped trials and duplicates are not), on the study's objectives: validation accuracy
+    (max) and ``costs`` (the cost objectives, min; empty for an accuracy-only study), with
+    duplicates collapsed (one trial per genotype digest, the first). ``rows``: trial-row dicts
+    (``nasx.search.study.trial_rows``) or their frame.
+    """
+    return [n for n, r in front_ranks(rows, costs) if r == 0]
+
+
+def rows_to_frame(rows: list[dict[str, Any]], costs: Sequence[str] = ("macs",)) -> pd.DataFrame:
     """Table of ``nasx.search.study.trial_rows`` dicts plus ``error`` (1 - val_acc) and ``on_front``.
 
-    ``on_front`` is the Pareto front over (val_acc max, macs min) among complete candidates
-    with both values; every other row is False.
+    ``on_front`` marks the study's front (:func:`front` over ``costs``, the study's cost objectives).
     """
     extra = [k for r in rows for k in r if k not in COLUMNS]
     frame = pd.DataFrame.from_records(rows, columns=[*COLUMNS, *dict.fromkeys(extra)])
     frame["val_acc"] = frame["val_acc"].astype(float)
     frame["error"] = 1.0 - frame["val_acc"]
-    macs = frame["macs"].astype(float)
-    eligible = (
-        (frame["state"] == "complete") & (frame["role"] == "candidate") & frame["val_acc"].notna() & macs.notna()
-    ).to_numpy()
-    on_front = np.zeros(len(frame), dtype=bool)
-    on_front[eligible] = pareto_front(frame["val_acc"].to_numpy()[eligible], macs.to_numpy()[eligible])
-    frame["on_front"] = on_front
+    frame["on_front"] = frame["number"].isin(front(rows, costs))
     return frame
 
 

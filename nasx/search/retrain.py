@@ -19,41 +19,37 @@ import optuna
 from optuna.trial import TrialState
 
 from nasx import zoo
+from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
-from nasx.search.study import study_dir
+from nasx.search.record import FINAL_PREFIX, Role
+from nasx.search.study import study_dir, trial_rows
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
-
-FINAL_PREFIX = "final:"
-
 
 @dataclass(frozen=True)
 class Model:
     """One model to retrain: a front member (``number`` is its trial) or a baseline (``number`` None)."""
 
     label: str
-    role: str  # "candidate" or "baseline"
+    role: Role
     net: Network
     number: int | None
     search_acc: float | None
 
 
 def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model]:
-    """The ``top`` best complete candidates by non-dominated sorting: the Pareto front, most accurate first, then
-    the next front when the first has fewer than ``top`` members (a front of one is common with two objectives)."""
-    from nasx.search.rungs import fronts
+    """The ``top`` best candidates by non-dominated sorting (:func:`nasx.results.front_ranks` on the study's
+    objectives): the study's front (:func:`nasx.results.front`), most accurate first, then the next front when
+    the first has fewer than ``top`` members (a front of one is common with two objectives)."""
+    from nasx.results import front_ranks
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete" and t.values
-    ]
-    ranks = fronts([(-t.values[0], *t.values[1:]) for t in done])
-    order = sorted(zip(ranks, done, strict=True), key=lambda rt: (rt[0], -rt[1].values[0], rt[1].number))
-    return [
-        Model(f"trial{t.number}", "candidate", Network.from_dict(t.user_attrs["genotype"]), t.number, t.values[0])
-        for _, t in order[:top]
-    ]
+    by_number = {r.number: r for r in rec.records(study, states=(TrialState.COMPLETE,))}
+    costs = [o.value for o in cfg.objectives[1:]]
+    out = []
+    for number, _ in front_ranks(trial_rows(study), costs)[:top]:
+        r = by_number[number]
+        out.append(Model(f"trial{number}", Role.CANDIDATE, Network.from_dict(r.genotype or {}), number, r.val_acc))
+    return out
 
 
 def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | None = None) -> list[Model]:
@@ -62,13 +58,9 @@ def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | Non
         raise StudyError(
             f"--baseline: {sorted(set(only) - set(cfg.baselines))} not among the study's baselines {list(cfg.baselines)}"
         )
-    accs = {
-        t.user_attrs.get("name"): t.values[0]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("role") == "baseline" and t.values
-    }
+    accs = {r.name: r.val_acc for r in rec.records(study, states=(TrialState.COMPLETE,)) if r.is_baseline and r.values}
     names = [n for n in cfg.baselines if only is None or n in only]
-    return [Model(name, "baseline", zoo.get(name), None, accs.get(name)) for name in names]
+    return [Model(name, Role.BASELINE, zoo.get(name), None, accs.get(name)) for name in names]
 
 
 def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
@@ -77,7 +69,7 @@ def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
 
 def final_runs(study: optuna.Study) -> list[dict[str, Any]]:
     """Every recorded final run (the study's ``final:*`` user attributes), in key order."""
-    return [v for k, v in sorted(study.user_attrs.items()) if k.startswith(FINAL_PREFIX)]
+    return rec.final_runs(study)
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ def plan(
     for m in models:
         for seed in range(seeds):
             key = run_key(m.net, recipe, epochs, seed)
-            if key not in study.user_attrs:
+            if not rec.has_final(study, key):
                 jobs.append(Job(m, seed, key, folder / f"{m.label}-{recipe.name}-e{epochs}-s{seed}"))
     return jobs
 
@@ -117,7 +109,7 @@ def plan(
 def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     entry = {
         "label": job.model.label,
-        "role": job.model.role,
+        "role": job.model.role.value,
         "number": job.model.number,
         "name": job.model.net.name or job.model.label,
         "digest": job.model.net.digest,
@@ -135,7 +127,7 @@ def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recip
         "data": summary["data"],
         "run_dir": str(job.run_dir),
     }
-    study.set_user_attr(job.key, entry)
+    rec.write_final(study, job.key, entry)
     return entry
 
 
@@ -250,7 +242,7 @@ def export_targets(
     """
     if (trial is None) == (top is None):
         raise StudyError("give either --trial N or --top K")
-    runs = [r for r in final_runs(study) if r["role"] == "candidate"]
+    runs = [r for r in final_runs(study) if r["role"] == Role.CANDIDATE]
     if trial is not None:
         picked = [r for r in runs if r["number"] == trial]
         if not picked:

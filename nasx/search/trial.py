@@ -1,8 +1,7 @@
 """One trial, whichever executor runs it: ask, sample, check cost and constraints, de-duplicate, train, record.
 
-Every outcome is recorded in the trial's user attributes (``state``: complete, stopped,
-infeasible, failed or duplicate, with ``reason``; a failure also has ``failure``, its kind), so the
-study is the one source of truth. :func:`next_trial` is the critical section every worker goes
+Every outcome is recorded in the trial's record (:mod:`nasx.search.record`: a :class:`Status` with
+a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial` is the critical section every worker goes
 through, under the study's ``ask.lock``: recover stale trials, check the budget, ask, sample,
 screen. Its rules are stated in :mod:`nasx.search.study`.
 """
@@ -20,7 +19,9 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.data.types import Splits
 from nasx.errors import NasxError
+from nasx.search import record as rec
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
+from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
@@ -54,13 +55,13 @@ def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any
 
     base = int(net.digest[:6], 16) / 0xFFFFFF
     metrics = []
-    state = "complete"
+    state = Status.COMPLETE.value
     for e in range(1, epochs + 1):
         time.sleep(seconds / epochs)
         m = EpochMetrics(e, 1.0, 0.0, 1.0, base * e / epochs, 0.0, seconds / epochs, 0.0)
         metrics.append(m)
         if callback(m):
-            state = "stopped"
+            state = Status.STOPPED.value
             break
     return TrainResult(
         model=None, metrics=metrics, state=state, seconds=seconds, device="dry-run", precision="", channels_last=False
@@ -70,7 +71,7 @@ def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any
 @dataclass(frozen=True)
 class Outcome:
     number: int
-    state: str
+    state: Status
     values: tuple[float, ...] | None
     reason: str | None = None
 
@@ -84,45 +85,43 @@ def replay_rungs(ctx: Context) -> None:
     """Bring the rung history up to date from the study (on a resume, and before every ask: other workers' results)."""
     if ctx.decider is None:
         return
-    for t in ctx.study.get_trials(deepcopy=False):
-        curve = t.user_attrs.get("curve") or []
-        a = t.user_attrs
-        if a.get("role") != "candidate" or not curve or a.get("state") == "duplicate" or a.get("retried"):
+    for r in rec.records(ctx.study):
+        if not r.is_candidate or not r.curve or r.status == Status.DUPLICATE or r.retried or r.params is None:
             continue
-        costs = costs_of(ctx.cfg, t.user_attrs["params"], t.user_attrs["macs"])
+        costs = costs_of(ctx.cfg, r.params, r.macs or 0)
         for m in ctx.decider.milestones:
-            if m <= len(curve):
-                ctx.decider.record(m, RungEntry(str(t.number), curve[m - 1], costs))
+            if m <= len(r.curve):
+                ctx.decider.record(m, RungEntry(str(r.number), r.curve[m - 1], costs))
 
 
-def record_genotype(trial: optuna.Trial, net: Network, role: str, name: str | None = None) -> tuple[int, int]:
+def record_genotype(trial: optuna.Trial, net: Network, role: Role | str, name: str | None = None) -> tuple[int, int]:
     """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``."""
     from nasx.models.complexity import complexity
 
     cost = complexity(net)
-    attrs = {
-        "role": role,
-        "name": name or net.name,
-        "digest": net.digest,
-        "string": net.to_string(),
-        "genotype": net.to_dict(),
-        "family": zoo.family(net),
-        "params": cost.params,
-        "macs": cost.macs,
-    }
-    for k, v in attrs.items():
-        trial.set_user_attr(k, v)
+    rec.write_genotype(
+        trial,
+        role=Role(role),
+        name=name or net.name,
+        digest=net.digest,
+        string=net.to_string(),
+        genotype=net.to_dict(),
+        family=zoo.family(net),
+        params=cost.params,
+        macs=cost.macs,
+    )
     return cost.params, cost.macs
 
 
-def finish(study: optuna.Study, trial: optuna.Trial, state: str, values: tuple[float, ...] | None, reason: str | None) -> Outcome:
+def finish(
+    study: optuna.Study, trial: optuna.Trial, state: Status | str, values: tuple[float, ...] | None, reason: str | None
+) -> Outcome:
     """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL)."""
-    trial.set_user_attr("state", state)
-    if reason:
-        trial.set_user_attr("reason", reason)
-    if state in ("complete", "duplicate") and values is not None:
+    state = Status(state)
+    rec.write_status(trial, state, reason)
+    if state in (Status.COMPLETE, Status.DUPLICATE) and values is not None:
         study.tell(trial, list(values))
-    elif state == "stopped":
+    elif state == Status.STOPPED:
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -133,7 +132,7 @@ def fail(ctx: Context, trial: optuna.Trial, failure: FailureKind | str, reason: 
     """Record a failed trial (``failure``: its kind), queue it again when the failure policy says so, tell Optuna."""
     with ctx.worker.turn():
         retry_or_not(ctx.study, trial, str(getattr(failure, "value", failure)), ctx.cfg.failures)
-        return finish(ctx.study, trial, "failed", None, reason)
+        return finish(ctx.study, trial, Status.FAILED, None, reason)
 
 
 def train_and_record(
@@ -152,7 +151,7 @@ def train_and_record(
 
     def callback(m: Any) -> bool:
         curve.append(m.val_acc)
-        trial.set_user_attr("curve", list(curve))
+        rec.write_curve(trial, curve)
         if on_epoch is not None:
             on_epoch()
         if early_stop and ctx.decider is not None:
@@ -167,18 +166,17 @@ def train_and_record(
             result = train(net, ctx.splits, ctx.recipe, ctx.cfg.fidelity, seed=ctx.cfg.seed, device=ctx.device, callback=callback)
         device_used[0] = result.device
     except TrainingFailed as exc:
-        trial.set_user_attr("wall_s", time.perf_counter() - t0)
+        rec.write_run(trial, time.perf_counter() - t0)
         return fail(ctx, trial, exc.reason, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
     except Exception as exc:  # the search's boundary: one trial's crash is recorded, the search goes on
-        trial.set_user_attr("wall_s", time.perf_counter() - t0)
+        rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    trial.set_user_attr("wall_s", time.perf_counter() - t0)
-    trial.set_user_attr("device", device_used[0])
-    if result.state == "stopped":
-        trial.set_user_attr("stopped_at", result.epochs)
-        return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}")
-    return finish(ctx.study, trial, "complete", (result.val_acc, *costs), None)
+    rec.write_run(trial, time.perf_counter() - t0, device_used[0])
+    if result.state == Status.STOPPED.value:
+        rec.write_stopped_at(trial, result.epochs)
+        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
+    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs), None)
 
 
 @dataclass(frozen=True)
@@ -199,9 +197,8 @@ class Candidate:
 Step = Candidate | Outcome | Literal["idle", "done"]
 
 
-def _mark(ctx: Context, trial: optuna.Trial, role: str) -> None:
-    trial.set_user_attr("role", role)
-    trial.set_user_attr("worker", ctx.worker.id)
+def _mark(ctx: Context, trial: optuna.Trial, role: Role) -> None:
+    rec.mark(trial, role, ctx.worker.id)
 
 
 def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None) -> Step:
@@ -213,7 +210,7 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
     with ctx.worker.turn():
         recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
         replay_rungs(ctx)
-        if wall_time is not None and float(ctx.study.user_attrs.get("elapsed_s", 0.0)) >= wall_time:
+        if wall_time is not None and rec.elapsed(ctx.study) >= wall_time:
             return "done"
         names = pending_baselines(ctx)
         if names:
@@ -227,7 +224,7 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
                 "loosen constraints or narrow the space"
             )
         trial = ctx.study.ask()
-        _mark(ctx, trial, "candidate")
+        _mark(ctx, trial, Role.CANDIDATE)
         return screen(ctx, trial)
 
 
@@ -239,16 +236,16 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
     """
     try:
         net = ctx.space.sample(trial)
-        params, macs = record_genotype(trial, net, "candidate")
+        params, macs = record_genotype(trial, net, Role.CANDIDATE)
     except NasxError as exc:
-        return finish(ctx.study, trial, "infeasible", None, f"not a valid network: {exc}")
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, f"not a valid network: {exc}")
     except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
-        return finish(ctx.study, trial, "infeasible", None, f"cannot be built: {str(exc).splitlines()[0]}")
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, f"cannot be built: {str(exc).splitlines()[0]}")
     limits = ctx.cfg.constraints
     if limits.max_macs is not None and macs > limits.max_macs:
-        return finish(ctx.study, trial, "infeasible", None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
     if limits.max_params is not None and params > limits.max_params:
-        return finish(ctx.study, trial, "infeasible", None, f"params {params:,} > max_params {limits.max_params:,}")
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, f"params {params:,} > max_params {limits.max_params:,}")
     return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
 
 
@@ -262,28 +259,27 @@ def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
     trial, digest = cand.trial, cand.net.digest
     twin = find_duplicate(ctx.study, digest, trial.number)
     if twin is not None:
-        trial.set_user_attr("duplicate_of", twin.number)
-        trial.set_user_attr("curve", twin.user_attrs.get("curve", []))
-        values = tuple(twin.values) if twin.state == TrialState.COMPLETE and twin.values else None
+        rec.write_duplicate(trial, twin.number, twin.curve)
+        values = twin.values if twin.optuna_state == TrialState.COMPLETE and twin.values else None
         if values is None:  # the twin was stopped or failed: so is this one, without training again
-            trial.set_user_attr("state", "duplicate")
-            ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
-            return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
-        return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}")
+            rec.write_status(trial, Status.DUPLICATE)
+            ctx.study.tell(trial, state=TrialState.PRUNED if twin.optuna_state == TrialState.PRUNED else TrialState.FAIL)
+            return Outcome(trial.number, Status.DUPLICATE, None, f"same genotype as trial {twin.number}")
+        return finish(ctx.study, trial, Status.DUPLICATE, values, f"same genotype as trial {twin.number}")
     running = running_twin(ctx.study, digest, trial.number, ctx.worker)
     if running is not None:
         if cand.twin != running.number:
-            trial.set_user_attr("waiting_for", running.number)
+            rec.write_waiting_for(trial, running.number)
         return replace(cand, twin=running.number)
-    trial.set_user_attr("training", True)
+    rec.mark_training(trial)
     return replace(cand, twin=None)
 
 
 def twin_running(ctx: Context, number: int) -> bool:
     """Whether trial ``number`` is still running on a worker not known dead (read without the lock)."""
-    for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.number == number:
-            return ctx.worker.liveness(t.user_attrs.get("worker")) != "dead"
+    for r in rec.records(ctx.study, states=(TrialState.RUNNING,)):
+        if r.number == number:
+            return ctx.worker.liveness(r.worker) != "dead"
     return False
 
 
@@ -310,15 +306,14 @@ def wait_for_twin(ctx: Context, cand: Candidate) -> Outcome | Candidate:
 def pending_baselines(ctx: Context) -> list[str]:
     """The study's baselines that no live worker is training and that have no final result (failed ones retried by policy)."""
     taken = set()
-    for t in ctx.study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if a.get("role") != "baseline":
+    for r in rec.records(ctx.study):
+        if not r.is_baseline:
             continue
-        if t.state == TrialState.RUNNING:
-            if ctx.worker.liveness(a.get("worker")) != "dead":
-                taken.add(a.get("name"))
-        elif t.state.is_finished() and not a.get("retried"):
-            taken.add(a.get("name"))
+        if r.running:
+            if ctx.worker.liveness(r.worker) != "dead":
+                taken.add(r.name)
+        elif r.finished and not r.retried:
+            taken.add(r.name)
     return [b for b in ctx.cfg.baselines if b not in taken]
 
 
@@ -327,16 +322,11 @@ def ask_baseline(ctx: Context, name: str) -> Candidate:
     study = ctx.study
     # not study.ask(): that would take a candidate queued for retry (a waiting trial) and lose its parameters
     trial = optuna.Trial(study, study._storage.create_new_trial(study._study_id))
-    _mark(ctx, trial, "baseline")
-    before = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("name") == name and t.user_attrs.get("retried")
-    ]
+    _mark(ctx, trial, Role.BASELINE)
+    before = [r for r in rec.records(study) if r.is_baseline and r.name == name and r.retried]
     if before:
-        trial.set_user_attr("retry_of", before[-1].number)
-        trial.set_user_attr("attempt", len(before))
+        rec.write_retry(trial, before[-1].number, len(before))
     net = zoo.get(name)
-    params, macs = record_genotype(trial, net, "baseline", name)
-    trial.set_user_attr("training", True)
+    params, macs = record_genotype(trial, net, Role.BASELINE, name)
+    rec.mark_training(trial)
     return Candidate(trial, net, params, macs, early_stop=False)

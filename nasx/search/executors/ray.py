@@ -25,7 +25,9 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from nasx.errors import NasxError
+from nasx.search import record as rec
 from nasx.search.config import FailureKind
+from nasx.search.record import Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import add_elapsed, progress
 from nasx.search.trial import POLL_S, Candidate, Context, Outcome, costs_of, fail, finish, next_trial, settle, twin_running
@@ -166,7 +168,7 @@ class StudySearcher(Searcher):
             return
         trial, _, curve = entry
         curve.append(float(result["val_acc"]))
-        trial.set_user_attr("curve", list(curve))
+        rec.write_curve(trial, curve)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -175,10 +177,8 @@ class StudySearcher(Searcher):
         result = result or {}
         if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
             curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
-            trial.set_user_attr("curve", list(curve))
-        trial.set_user_attr("wall_s", float(result.get("wall_s", 0.0)))
-        if result.get("device"):
-            trial.set_user_attr("device", result["device"])
+            rec.write_curve(trial, curve)
+        rec.write_run(trial, float(result.get("wall_s", 0.0)), result.get("device"))
         epochs = self.ctx.cfg.epochs
         if error:
             unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
@@ -187,10 +187,10 @@ class StudySearcher(Searcher):
         elif result.get("failed"):
             outcome = fail(self.ctx, trial, str(result.get("failure", FailureKind.CRASH.value)), str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
-            outcome = finish(self.ctx.study, trial, "complete", (float(result["val_acc"]), *costs), None)
+            outcome = finish(self.ctx.study, trial, Status.COMPLETE, (float(result["val_acc"]), *costs), None)
         else:
-            trial.set_user_attr("stopped_at", len(curve))
-            outcome = finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
+            rec.write_stopped_at(trial, len(curve))
+            outcome = finish(self.ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {len(curve)}")
         self._report(outcome)
 
 
