@@ -35,7 +35,7 @@ import torch
 import yaml
 from torch import nn
 
-from nasx.data.loader import CIFAR10_MEAN, CIFAR10_STD
+from nasx.data.loader import normalization
 from nasx.errors import GenotypeError, NasxError
 from nasx.models.complexity import complexity
 from nasx.models.network import Net, build_network
@@ -71,14 +71,20 @@ FP32_FACTOR = 4.0
 #: Size of the seeded random batch the check runs (not the export's example batch of 2, so that
 #: the dynamic batch axis is exercised too).
 CHECK_BATCH = 3
-#: Input normalisation every nasx run trains with (``nasx.data.loader.DeviceLoader``'s defaults).
-PREPROCESSING = {
-    "layout": "NCHW float32, RGB",
-    "scale": "x / 255",
-    "mean": list(CIFAR10_MEAN),
-    "std": list(CIFAR10_STD),
-    "formula": "(x / 255 - mean) / std per channel",
-}
+
+
+def preprocessing(channels: int) -> dict[str, object]:
+    """Input normalisation every nasx run trains with (``nasx.data.loader.DeviceLoader``'s defaults)."""
+    mean, std = normalization(channels)
+    return {
+        "layout": "NCHW float32, RGB" if channels == 3 else f"NCHW float32, {channels} channel(s)",
+        "scale": "x / 255",
+        "mean": list(mean),
+        "std": list(std),
+        "formula": "(x / 255 - mean) / std per channel",
+    }
+
+
 _PROTOBUF_LIMIT = 2**31 - 2**26  # leave 64 MiB of room for the graph under protobuf's 2 GiB
 
 
@@ -461,8 +467,9 @@ def _readme(
         lines += [f"Accuracy: {'; '.join(measured) or 'not measured'}. {trained}", ""]
     else:
         lines += ["No training run came with these weights: no accuracy is recorded.", ""]
-    mean = ", ".join(f"{v:g}" for v in PREPROCESSING["mean"])
-    std = ", ".join(f"{v:g}" for v in PREPROCESSING["std"])
+    prep = preprocessing(c)
+    mean = ", ".join(f"{v:g}" for v in prep["mean"])  # type: ignore[attr-defined]
+    std = ", ".join(f"{v:g}" for v in prep["std"])  # type: ignore[attr-defined]
     lines += [
         "## Input",
         "",
@@ -595,7 +602,7 @@ def export_model(
         record["onnx"] = {"opset": ONNX_OPSET, "exporter": "torch.onnx.export(dynamo=True)", **asdict(checked)}
         _write(staging, COMPLEXITY, json.dumps(record, indent=2) + "\n")
         if recipe is not None:
-            _write(staging, RECIPE, _yaml({**recipe, "preprocessing": PREPROCESSING}))
+            _write(staging, RECIPE, _yaml({**recipe, "preprocessing": preprocessing(net.input.channels)}))
         if metrics is not None:
             _write(staging, METRICS, json.dumps(dict(metrics), indent=2) + "\n")
         check = (

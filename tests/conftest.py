@@ -8,8 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from nasx import zoo
 from nasx.models.complexity import complexity
+
+# Under pytest-xdist every worker is a process of its own: two workers each running torch with
+# two threads on two cores oversubscribe them, and OpenMP's spinning then makes some tests 10x
+# slower (a DARTS forward pass at batch 2: 0.4 s alone, 7 s oversubscribed). One thread per
+# worker, inherited by the `nasx` processes the tests start.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_NAMES = zoo.names()

@@ -33,6 +33,13 @@ from nasx.data.types import DataError, ImageSet
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
+
+def normalization(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` per channel: CIFAR-10's for RGB, 0.5 and 0.25 for any other channel count (LeNet's 1)."""
+    if channels == 3:
+        return CIFAR10_MEAN, CIFAR10_STD
+    return (0.5,) * channels, (0.25,) * channels
+
 PaddingMode = Literal["zeros", "reflect"]
 
 _UPLOAD_CHUNK = 8192  # images per host -> device copy: bounds host memory for memory-mapped caches
@@ -129,8 +136,8 @@ class DeviceLoader:
         augment: Augment | None = None,
         seed: int = 0,
         drop_last: bool | None = None,
-        mean: Sequence[float] = CIFAR10_MEAN,
-        std: Sequence[float] = CIFAR10_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
         resolution: int | None = None,
@@ -151,6 +158,8 @@ class DeviceLoader:
         if len(data) == 0:
             raise DataError("data: is empty")
         _, height, width, channels = data.images.shape
+        mean = normalization(channels)[0] if mean is None else mean
+        std = normalization(channels)[1] if std is None else std
         for name, values in (("mean", mean), ("std", std)):
             if len(values) != channels:
                 raise DataError(f"{name}: must have one value per channel ({channels}), got {tuple(values)}")

@@ -28,6 +28,7 @@ from torch import nn
 from nasx.data.loader import Augment, DeviceLoader
 from nasx.data.types import ImageSet, Splits
 from nasx.errors import NasxError
+from nasx.models.layers import DropPath
 from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
@@ -244,6 +245,40 @@ def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# ---- loss and regularisation -------------------------------------------------------------------
+
+
+def split_outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(logits, auxiliary logits)`` of a forward pass: a network with auxiliary heads returns a tuple in training mode."""
+    if isinstance(out, tuple):
+        return out[0], tuple(out[1:])
+    return out, ()
+
+
+def training_loss(out: torch.Tensor | tuple[torch.Tensor, ...], y: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, logits)``: cross-entropy of the logits plus ``recipe.aux_weight`` times that of each auxiliary head."""
+    logits, aux = split_outputs(out)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+    for extra in aux:
+        loss = loss + recipe.aux_weight * F.cross_entropy(extra.float(), y, label_smoothing=recipe.label_smoothing)
+    return loss, logits
+
+
+def set_drop_path(model: nn.Module, rate: float) -> int:
+    """Set every drop-path site of ``model`` to ``rate``; returns how many there are."""
+    sites = [m for m in model.modules() if isinstance(m, DropPath)]
+    for m in sites:
+        m.p = rate
+    return len(sites)
+
+
+def drop_path_rate(recipe: Recipe, epoch: int, epochs: int) -> float | None:
+    """The recipe's drop-path rate in ``epoch`` (0-based): ``drop_path * epoch / epochs`` (DARTS), or None if unset."""
+    if recipe.drop_path is None:
+        return None
+    return recipe.drop_path * epoch / max(1, epochs)
+
+
 # ---- evaluation --------------------------------------------------------------------------------
 
 
@@ -362,6 +397,9 @@ def train(
         for epoch in range(start_epoch, epochs):
             current = epoch
             model.train()
+            rate = drop_path_rate(recipe, epoch, epochs)
+            if rate is not None:
+                set_drop_path(model, rate)
             loader.set_epoch(epoch)
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
@@ -373,8 +411,7 @@ def train(
                 for group in opt.param_groups:
                     group["lr"] = lr
                 with _autocast(device, precision):
-                    logits = step_fn(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                    loss, logits = training_loss(step_fn(x), y, recipe)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.grad_clip is not None:

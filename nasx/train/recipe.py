@@ -61,6 +61,14 @@ class Recipe(Frozen):
     bf16 autocast (BN stays fp32) and channels-last memory format where the device runs them
     faster (CUDA; CPUs with native bf16), fp32 elsewhere. ``zero_init_residual``: every residual
     branch's last BN starts at zero (each block starts as the identity; helps short runs).
+
+    ``aux_weight``: the loss is ``CE(logits) + aux_weight * sum(CE(aux_i))`` for a network with
+    auxiliary heads (NASNet/DARTS cells, GoogLeNet-style); other networks ignore it. Evaluation
+    and export use the logits only. ``drop_path``: when set, every drop-path (stochastic depth)
+    site of the network, cell edges and residual branches, drops with probability
+    ``drop_path * epoch / epochs`` in epoch ``epoch`` (0-based), rising linearly over training as
+    in DARTS; it replaces the genotype's own ``drop_path`` rates for that run. ``grad_clip``: the
+    gradients' global L2 norm is clipped to it. Cutout is ``augment.cutout`` (square side in pixels).
     """
 
     name: str = "custom"
@@ -75,6 +83,8 @@ class Recipe(Frozen):
     warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
     label_smoothing: Probability = 0.0
     grad_clip: Annotated[float, Field(gt=0.0)] | None = None
+    aux_weight: Annotated[float, Field(ge=0.0)] = 0.4
+    drop_path: Probability | None = None
     augment: Augmentation = Augmentation()
     tta_flip: bool = False
     zero_init_residual: bool = False
@@ -152,6 +162,25 @@ PRESETS: dict[str, Recipe] = {
         warmup_epochs=6,
         label_smoothing=0.2,
         tta_flip=True,
+    ),
+    # The DARTS evaluation protocol (Liu et al., ICLR 2019, Sec. 3.3 and A.2; quark0/darts
+    # cnn/train.py defaults): SGD with momentum 0.9 (no Nesterov), batch 96, lr 0.025 cosine-annealed
+    # to 0 over 600 epochs, weight decay 3e-4, cutout 16, drop-path 0.2 rising linearly, auxiliary
+    # weight 0.4, gradient clipping at 5, crop (4-pixel padding) + flip. One difference: nasx puts no
+    # weight decay on BN and bias parameters, where DARTS decays every parameter.
+    "darts": Recipe(
+        name="darts",
+        epochs=600,
+        batch_size=96,
+        lr=0.025,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=3e-4,
+        schedule=Schedule.COSINE,
+        aux_weight=0.4,
+        drop_path=0.2,
+        grad_clip=5.0,
+        augment=Augmentation(crop_padding=4, flip=True, cutout=16),
     ),
 }
 
