@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from nasx.errors import NasxError
-from nasx.results import final_summary, rows_to_frame
+from nasx.results import compute_cost, cost_line, final_summary, rows_to_frame
 
 
 class ReportError(NasxError):
@@ -38,6 +38,7 @@ class Source:
 
 def from_study(cfg: Any, root: Path | None = None) -> Source:
     """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
+    from nasx.search import provenance
     from nasx.search import record as rec
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
@@ -50,6 +51,38 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
     genotypes = {r.number: r.genotype for r in rec.records(study) if r.genotype is not None}
     imp, note = importances(study)
     p = progress(study)
+    stored = provenance.stored_config(study)
+    meta = what_ran(stored or cfg, study, p, from_disk=stored is None)
+    runs = final_runs(study)
+    final = final_summary(runs)
+    final["source"] = cfg.name
+    if runs:
+        setups = sorted({f"{r['recipe']} e{r['epochs']}" for r in runs})
+        meta["final runs"] = f"{len(runs)} runs of {len(final)} models ({', '.join(setups)}), test set of {runs[0]['data']}"
+    meta["compute"] = cost_line(compute_cost(rows, runs))
+    cost = next((o.value for o in cfg.objectives[1:]), "macs")
+    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    s = settings
+    stop = s["early_stopping"]
+    stopping = stop["kind"] + (f" (grace {stop['grace']}, reduction {stop['reduction']})" if stop["kind"] != "none" else "")
+    limits = ", ".join(f"{k} {v:,}" for k, v in s["constraints"].items() if v is not None) or "none"
+    return (
+        f"seed {s['seed']}; sampler {s['sampler']['kind']} (seed {s['sampler']['seed']}); early stopping {stopping}; "
+        f"baselines {', '.join(s['baselines']) or 'none'}; constraints {limits}; retries {s['failures']['retries']}; "
+        f"device {s['device'] or 'auto'}"
+    )
+
+
+def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[str, Any]:
+    """The "What was run" table, read from the study's stored record (its provenance, segments and runs):
+    ``cfg`` is the config stored at creation; ``from_disk`` when the study predates that record."""
+    from nasx.search import provenance
+    from nasx.search import record as rec
+
+    prov = provenance.provenance(study)
     recipe = cfg.resolved_recipe()
     data = cfg.data
     budget = ", ".join(
@@ -60,9 +93,14 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         )
         if part
     )
+    sha = prov.get("data_sha256")
+    code = prov.get("code") or {}
     meta: dict[str, Any] = {
+        "record": "the YAML on disk (this study predates the stored record)"
+        if from_disk
+        else f"the config stored in the study when it was created{' (' + prov['created'] + ')' if prov.get('created') else ''}",
         "study": cfg.name,
-        "space": cfg.space,
+        "space": f"{cfg.space} (digest {prov['space_digest']})" if prov.get("space_digest") else cfg.space,
         "objectives": ", ".join(o.value for o in cfg.objectives),
         "constraints": ", ".join(f"{k} {v:,}" for k, v in cfg.constraints.model_dump().items() if v is not None) or "none",
         "sampler": f"{cfg.sampler.kind.value}, seed {cfg.sampler.seed}",
@@ -77,22 +115,35 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         ),
         "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule",
         "budget": budget,
-        "data": f"{data.source}, validation {data.val_size:g} held out of the training set (split seed {data.split_seed}); "
-        "test set not used",
+        "data": f"{data.source}"
+        + (f" (sha256 {sha[:12]})" if sha else "")
+        + f", validation {data.val_size:g} held out of the training set (split seed {data.split_seed}); test set not used",
         "executor": cfg.executor.kind,
         "baselines": ", ".join(cfg.baselines) or "none",
-        "trials by state": ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items())) or "none yet",
-        "search time": f"{p.elapsed:.0f} s",
-        "versions": ", ".join(f"{k} {v}" for k, v in (rec.study_attr(study, rec.VERSIONS) or {}).items()) or "not recorded",
+        "code": ", ".join(f"{k} {v}" for k, v in code.items()) or "not recorded",
     }
-    runs = final_runs(study)
-    final = final_summary(runs)
-    final["source"] = cfg.name
+    segs = provenance.segments(study)
+    if len(segs) > 1:
+        bounds = [s["from_trial"] for s in segs[1:]] + [None]
+        meta["segments"] = " | ".join(
+            f"trials {s['from_trial']}{'-' + str(end - 1) if end is not None else ' on'}: {_settings_text(s['settings'])}"
+            for s, end in zip(segs, bounds, strict=True)
+        )
+    meta["trials by state"] = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items())) or "none yet"
+    meta["search time"] = f"{p.elapsed:.0f} s"
+    runs = provenance.runs(study)
     if runs:
-        setups = sorted({f"{r['recipe']} e{r['epochs']}" for r in runs})
-        meta["final runs"] = f"{len(runs)} runs of {len(final)} models ({', '.join(setups)}), test set of {runs[0]['data']}"
-    cost = next((o.value for o in cfg.objectives[1:]), "macs")
-    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final)
+        meta["search runs"] = " | ".join(
+            f"{r.get('start', '?')} to {r.get('end') or 'unfinished'} on {r.get('host', '?')}: {r.get('cpu', '?')} "
+            f"({r.get('cpu_cores', '?')} cores), "
+            + (f"{r['gpu_count']} x {r['gpu']}" if r.get("gpu_count") else "no GPU")
+            + "; "
+            + ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items())
+            for r in runs
+        )
+    else:
+        meta["versions"] = ", ".join(f"{k} {v}" for k, v in (rec.study_attr(study, rec.VERSIONS) or {}).items()) or "not recorded"
+    return meta
 
 
 def from_run(folder: Path) -> Source:

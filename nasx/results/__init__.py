@@ -21,6 +21,8 @@ from nasx.results.pareto import (
 __all__ = [
     "COLUMNS",
     "complexity_weights",
+    "compute_cost",
+    "cost_line",
     "edf",
     "final_summary",
     "front",
@@ -145,3 +147,45 @@ def final_summary(runs: list[dict[str, Any]]) -> pd.DataFrame:
         test_std=("test_acc", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0),
     ).reset_index()
     return out[columns].sort_values("macs", kind="stable").reset_index(drop=True)
+
+
+def _hours(seconds: Any, device: Any, cores: Any, gpus: Any) -> tuple[float, float]:
+    """(CPU core-hours, GPU-hours) of one training: wall seconds x CPU threads, or x GPUs (unknown: 1)."""
+    if seconds is None or seconds != seconds or not device:
+        return 0.0, 0.0
+    device = str(device)
+    if device.startswith(("cuda", "mps")):
+        return 0.0, float(seconds) * float(gpus or 1.0) / 3600
+    if device.startswith("cpu"):
+        return float(seconds) * float(cores or 1.0) / 3600, 0.0
+    return 0.0, 0.0  # a dry run: no training
+
+
+def compute_cost(rows: Sequence[Mapping[str, Any]], final_runs: Sequence[Mapping[str, Any]] = ()) -> dict[str, dict[str, float]]:
+    """Compute spent, by part (``baselines``, ``candidates``, ``final runs``, ``total``): ``cpu_core_h`` (training wall
+    time x the CPU threads it held) and ``gpu_h`` (x the GPUs it held). Duplicates and infeasible draws trained
+    nothing and cost nothing here; a trial that failed costs what it ran."""
+    out = {part: {"cpu_core_h": 0.0, "gpu_h": 0.0} for part in ("baselines", "candidates", "final runs", "total")}
+
+    def add(part: str, hours: tuple[float, float]) -> None:
+        for p in (part, "total"):
+            out[p]["cpu_core_h"] += hours[0]
+            out[p]["gpu_h"] += hours[1]
+
+    for r in rows:
+        part = {"baseline": "baselines", "candidate": "candidates"}.get(str(r.get("role")))
+        if part is not None and r.get("state") != "duplicate":
+            add(part, _hours(r.get("wall_s"), r.get("device"), r.get("cores"), r.get("gpus")))
+    for f in final_runs:
+        add("final runs", _hours(f.get("train_seconds"), f.get("device"), f.get("cores"), f.get("gpus")))
+    return out
+
+
+def cost_line(cost: Mapping[str, Mapping[str, float]]) -> str:
+    """One line: ``baselines 0.01 CPU core-h; candidates 0.20 CPU core-h + 0.05 GPU-h; final runs none; total ...``."""
+
+    def part(c: Mapping[str, float]) -> str:
+        bits = [f"{c['cpu_core_h']:.3g} CPU core-h" if c["cpu_core_h"] else "", f"{c['gpu_h']:.3g} GPU-h" if c["gpu_h"] else ""]
+        return " + ".join(b for b in bits if b) or "none"
+
+    return "; ".join(f"{name} {part(c)}" for name, c in cost.items())

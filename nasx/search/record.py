@@ -54,7 +54,8 @@ class Key(StrEnum):
     CURVE = "curve"
     WALL_S = "wall_s"
     DEVICE = "device"
-    DEVICE_KIND = "device_kind"
+    CORES = "cores"  # CPU threads a trial trained with (CPU devices)
+    GPUS = "gpus"  # GPUs (or a fraction) a trial trained with (CUDA devices)
     DUPLICATE_OF = "duplicate_of"
     WORKER = "worker"
     FAILURE = "failure"
@@ -95,7 +96,8 @@ class TrialRecord:
     curve: tuple[float, ...] = ()
     wall_s: float | None = None
     device: str | None = None
-    device_kind: str | None = None
+    cores: float | None = None
+    gpus: float | None = None
     duplicate_of: int | None = None
     worker: str | None = None
     failure: str | None = None
@@ -161,6 +163,8 @@ class TrialRecord:
             "curve": list(self.curve),
             "wall_s": self.wall_s,
             "device": self.device,
+            "cores": self.cores,
+            "gpus": self.gpus,
             "duplicate_of": self.duplicate_of,
             "worker": self.worker,
             "failure": self.failure,
@@ -211,7 +215,8 @@ def read(t: FrozenTrial | optuna.Trial) -> TrialRecord:
         curve=tuple(float(x) for x in (a.get(Key.CURVE) or ())),
         wall_s=a.get(Key.WALL_S),
         device=a.get(Key.DEVICE),
-        device_kind=a.get(Key.DEVICE_KIND),
+        cores=a.get(Key.CORES),
+        gpus=a.get(Key.GPUS),
         duplicate_of=_int(a.get(Key.DUPLICATE_OF)),
         worker=a.get(Key.WORKER),
         failure=a.get(Key.FAILURE),
@@ -277,11 +282,18 @@ def write_curve(trial: optuna.Trial, curve: list[float]) -> None:
     _set(trial, curve=[float(x) for x in curve])
 
 
-def write_run(trial: optuna.Trial, wall_s: float, device: str | None = None) -> None:
-    """Wall seconds of training and the device it ran on (``cpu``, ``cuda:0``, ...)."""
+def write_run(
+    trial: optuna.Trial, wall_s: float, device: str | None = None, *, cores: float | None = None, gpus: float | None = None
+) -> None:
+    """Wall seconds of training, the device it ran on (``cpu``, ``cuda:0``, ...) and the CPU threads or GPUs it
+    held: what the search cost (:func:`nasx.results.compute_cost`)."""
     _set(trial, wall_s=float(wall_s))
     if device:
         _set(trial, device=device)
+    if cores is not None:
+        _set(trial, cores=float(cores))
+    if gpus is not None:
+        _set(trial, gpus=float(gpus))
 
 
 def write_status(trial: optuna.Trial, status: Status, reason: str | None = None) -> None:

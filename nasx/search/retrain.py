@@ -23,6 +23,7 @@ from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.record import FINAL_PREFIX, Role
 from nasx.search.study import study_dir, trial_rows
+from nasx.search.trial import held
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
 
@@ -124,6 +125,7 @@ def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recip
         "search_acc": job.model.search_acc,
         "train_seconds": summary["train_seconds"],
         "device": summary["device"],
+        **held(str(summary["device"])),
         "data": summary["data"],
         "run_dir": str(job.run_dir),
     }

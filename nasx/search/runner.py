@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from nasx.search import provenance
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.rungs import RungDecider
 from nasx.search.study import Progress, Worker, open_study, progress, recover_stale, study_dir, trial_rows
@@ -63,11 +64,16 @@ def run_search(
         space = load_space(cfg.space)
     folder = study_dir(cfg, root)
     with Worker(folder, journal=not cfg.storage) as worker:
-        study = open_study(cfg, folder, space_digest(space), worker)
-        with worker.turn():
-            retried = recover_stale(study, worker, cfg.failures)
+        digest = space_digest(space)
+        study = open_study(cfg, folder, digest, worker)
         val = cfg.data.val_size if cfg.data.val_size < 1 else int(cfg.data.val_size)
-        splits = None if dry_run_s is not None else datasets.load_splits(cfg.data.source, val_size=val, seed=cfg.data.split_seed)
+        splits, data_sha256 = None, None
+        if dry_run_s is None:
+            full = datasets.load(cfg.data.source)
+            splits, data_sha256 = datasets.split(full, val, cfg.data.split_seed, source=full.source), full.digest
+        with worker.turn():
+            run_index = provenance.begin_run(study, cfg, digest, data_sha256, worker.id)
+            retried = recover_stale(study, worker, cfg.failures)
         decider = None
         if cfg.early_stopping.kind == "asha":
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
@@ -75,22 +81,26 @@ def run_search(
         replay_rungs(ctx)
         if on_start is not None:
             on_start(ctx, retried)
-        if kind == "local":
-            from nasx.search.executors.local import run_local
+        try:
+            if kind == "local":
+                from nasx.search.executors.local import run_local
 
-            run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
-        elif kind == "ray":
-            from nasx.search.executors.ray import run_ray
+                run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
+            elif kind == "ray":
+                from nasx.search.executors.ray import run_ray
 
-            run_ray(
-                ctx,
-                trials=cfg.budget.trials,
-                wall_time=cfg.budget.wall_time,
-                on_outcome=on_outcome,
-                storage_path=str(folder.resolve()),
-            )
-        else:
-            raise StudyError(f"executor: must be local or ray, got {kind!r}")
+                run_ray(
+                    ctx,
+                    trials=cfg.budget.trials,
+                    wall_time=cfg.budget.wall_time,
+                    on_outcome=on_outcome,
+                    storage_path=str(folder.resolve()),
+                )
+            else:
+                raise StudyError(f"executor: must be local or ray, got {kind!r}")
+        finally:
+            with worker.turn():
+                provenance.end_run(study, run_index)
         return SearchSummary(folder, progress(study), retried, trial_rows(study))
 
 

@@ -76,6 +76,18 @@ class Outcome:
     reason: str | None = None
 
 
+def held(device: str, ctx: Context | None = None) -> dict[str, float]:
+    """What a trial on ``device`` held, for its compute cost: CPU threads, or GPUs (Ray: the study's share per trial)."""
+    if device.startswith(("cuda", "mps")):
+        share = ctx.cfg.executor.gpus_per_trial if ctx is not None and ctx.cfg.executor.kind == "ray" else 0.0
+        return {"gpus": share or 1.0}
+    if device.startswith("cpu"):
+        import torch
+
+        return {"cores": float(torch.get_num_threads())}
+    return {}
+
+
 def costs_of(cfg: StudyConfig, params: int, macs: int) -> tuple[float, ...]:
     table = {Objective.MACS: float(macs), Objective.PARAMS: float(params)}
     return tuple(table[o] for o in cfg.objectives[1:])
@@ -172,7 +184,7 @@ def train_and_record(
         rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    rec.write_run(trial, time.perf_counter() - t0, device_used[0])
+    rec.write_run(trial, time.perf_counter() - t0, device_used[0], **held(device_used[0], ctx))
     if result.state == Status.STOPPED.value:
         rec.write_stopped_at(trial, result.epochs)
         return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")

@@ -178,7 +178,9 @@ class StudySearcher(Searcher):
         if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
             curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
             rec.write_curve(trial, curve)
-        rec.write_run(trial, float(result.get("wall_s", 0.0)), result.get("device"))
+        device = str(result.get("device") or "")
+        held = {"gpus": self.ctx.cfg.executor.gpus_per_trial} if device.startswith("cuda") else {"cores": self.ctx.cfg.executor.cpus_per_trial}
+        rec.write_run(trial, float(result.get("wall_s", 0.0)), device or None, **(held if device else {}))
         epochs = self.ctx.cfg.epochs
         if error:
             unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
