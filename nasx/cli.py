@@ -495,7 +495,7 @@ def retrain(
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are recorded and the current one is checkpointed; run the same command to continue")
         raise typer.Exit(130) from None
-    out.print(_final_table(runs, f"{cfg.name}: final runs (test accuracy, mean ± std over seeds)"))
+    out.print(_final_table(runs, f"{cfg.name}: final runs (official test set)"))
     if report:
         from nasx.report import collect
 
@@ -543,24 +543,24 @@ def export_models(
 
 
 def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
+    from nasx.report.figures import final_estimate
     from nasx.results import final_summary
 
     table = Table(title=escape(title))
-    for col, justify in [("model", "left"), ("role", "left"), ("recipe", "left"), ("params", "right"), ("MACs", "right")]:
+    for col, justify in [("model", "left"), ("role", "left"), ("setup", "left"), ("params", "right"), ("MACs", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for col in ("seeds", "test acc", "std", "search val acc"):
+    for col in ("test acc (mean, 95% t-interval over seeds)", "search val acc (selection)"):
         table.add_column(col, justify="right")
     for r in final_summary(runs).itertuples():
         search = "" if r.search_acc != r.search_acc else f"{100 * r.search_acc:.2f}%"  # NaN: not recorded
+        data = f" d{str(r.data_sha256)[:6]}" if isinstance(r.data_sha256, str) else ""
         table.add_row(
             r.label,
             r.role,
-            f"{r.recipe} e{r.epochs}",
+            f"{r.recipe} e{r.epochs}{data}",
             f"{r.params:,}",
             f"{r.macs:,}",
-            str(r.seeds),
-            f"{100 * r.test_mean:.2f}%",
-            f"{100 * r.test_std:.2f}",
+            final_estimate(r).text(),
             search,
         )
     return table

@@ -78,14 +78,22 @@ def test_progress_states_its_reference_point_and_never_decreases(study) -> None:
     assert best.y[-1] == pytest.approx(100 * source.frame.query("role == 'candidate' and state == 'complete'")["val_acc"].max())
 
 
-def test_headline_answers_whether_a_candidate_beats_the_baseline(study) -> None:
+def test_headline_claims_beats_only_when_the_noise_allows_and_shows_n(study) -> None:
     _, source = study
     lines = headline([source])
+    assert source.val_images == 40
+    line = next(line for line in lines if HOSTILE in line)
+    assert "n=40 val images" in line, "every accuracy shows its n"
     full = source.frame.query("role == 'candidate' and state == 'complete'")
     base = source.frame.query("role == 'baseline'").iloc[0]
-    beats = full[(full["val_acc"] > base["val_acc"]) & (full["macs"] <= base["macs"])]
-    line = next(line for line in lines if HOSTILE in line)
-    assert line.startswith(f"{len(beats)} candidate(s) beat") if len(beats) else line.startswith("No candidate beats")
+    top = full[full["macs"] <= base["macs"]]["val_acc"].max()
+    se = lambda p: 1.96 * (p * (1 - p) / 40) ** 0.5  # noqa: E731
+    separated = top - se(top) > base["val_acc"] + se(base["val_acc"])
+    beaten = top + se(top) < base["val_acc"] - se(base["val_acc"])
+    assert (" beats it" in line) == separated and ("is beaten by" in line) == beaten
+    assert ("within noise" in line) == (not separated and not beaten)
+    assert any("selected at search fidelity" in line for line in lines)
+    assert not any("± 0.00" in line for line in lines)
 
 
 def test_report_files_figures_and_escaping(study, tmp_path: Path) -> None:

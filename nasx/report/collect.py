@@ -34,6 +34,8 @@ class Source:
     importance_note: str = ""
     cost: str = "macs"  # the study's cost objective, for hypervolume
     final: pd.DataFrame | None = None  # nasx.results.final_summary of the study's final runs (nasx retrain)
+    val_images: int | None = None  # the validation split's size: the n of every search accuracy
+    setup: dict[str, Any] = field(default_factory=dict)  # what makes accuracies comparable: recipe, fidelity, data
 
 
 def from_study(cfg: Any, root: Path | None = None) -> Source:
@@ -60,8 +62,16 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         setups = sorted({f"{r['recipe']} e{r['epochs']}" for r in runs})
         meta["final runs"] = f"{len(runs)} runs of {len(final)} models ({', '.join(setups)}), test set of {runs[0]['data']}"
     meta["compute"] = cost_line(compute_cost(rows, runs))
-    cost = next((o.value for o in cfg.objectives[1:]), "macs")
-    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final)
+    used = stored or cfg
+    cost = next((o.value for o in used.objectives[1:]), "macs")
+    val_n = provenance.provenance(study).get("val_images") or (int(used.data.val_size) if used.data.val_size >= 1 else None)
+    setup = {
+        "recipe": used.resolved_recipe().model_dump(mode="json"),
+        "fidelity": used.fidelity.model_dump(mode="json"),
+        "data": provenance.provenance(study).get("data_sha256") or used.data.source,
+        "validation": val_n,
+    }
+    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final, val_n, setup)
 
 
 def _settings_text(settings: dict[str, Any]) -> str:
@@ -197,7 +207,15 @@ def from_run(folder: Path) -> Source:
         "data": str(summary.get("data", "")),
         "versions": ", ".join(f"{k} {v}" for k, v in (config or {}).get("versions", {}).items()) or "not recorded",
     }
-    return Source(label, "run", frame, {0: genotype} if genotype else {}, meta)
+    data = (config or {}).get("data") or {}
+    setup = {
+        "recipe": {k: v for k, v in recipe.items() if k != "name"} if isinstance(recipe, dict) else recipe,
+        "fidelity": (config or {}).get("fidelity"),
+        "data": str(summary.get("data", "")),
+        "validation": data.get("val"),
+    }
+    source = Source(label, "run", frame, {0: genotype} if genotype else {}, meta, val_images=data.get("val") or None, setup=setup)
+    return source
 
 
 def resolve(item: str, root: Path) -> Source:

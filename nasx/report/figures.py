@@ -10,6 +10,7 @@ import html
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from nasx.report.collect import Source
 from nasx.results import edf, front_steps, hypervolume_progress, normalized_edf
+from nasx.results.noise import Estimate
 from nasx.search.record import Role, Status
 
 COST_TITLES = {"macs": "MACs (multiply-accumulates, batch 1)", "params": "parameters"}
@@ -70,6 +72,13 @@ class Groups:
         column = "source" if frame["source"].nunique() > 1 else "family"
         keys = sorted(str(k) for k in frame[column].fillna("").unique())
         return cls(column, {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)})
+
+
+def final_estimate(r: Any) -> Estimate:
+    """A final_summary row's test accuracy as an estimate over its seeds (no interval for one seed)."""
+    half = None if pd.isna(r.test_ci) else float(r.test_ci)
+    low, high = (None, None) if half is None else (r.test_mean - half, r.test_mean + half)
+    return Estimate(float(r.test_mean), low, high, int(r.seeds), "seeds")
 
 
 def combined(sources: Sequence[Source]) -> pd.DataFrame:
@@ -267,15 +276,15 @@ def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
         if not len(part):
             continue
         text = [
-            f"<b>{esc(r.label)}</b> · {esc(r.source)}<br>test {100 * r.test_mean:.2f}% ± {100 * r.test_std:.2f} over {r.seeds} "
-            f"seeds · {esc(r.recipe)}, {r.epochs} epochs<br>params {int(r.params):,} · MACs {int(r.macs):,}<br>"
+            f"<b>{esc(r.label)}</b> · {esc(r.source)}<br>test {esc(final_estimate(r).text())}"
+            f" · {esc(r.recipe)}, {r.epochs} epochs<br>params {int(r.params):,} · MACs {int(r.macs):,}<br>"
             f"digest {esc(r.digest)}"
             for r in part.itertuples()
         ]
         fig.add_scatter(
             x=part[cost].astype(float),
             y=100 * part["test_mean"],
-            error_y={"type": "data", "array": 100 * part["test_std"], "visible": True},
+            error_y={"type": "data", "array": 100 * part["test_ci"].astype(float), "visible": True},  # NaN (1 seed): no bar
             mode="markers+text",
             text=[esc(n) for n in part["label"]],
             textposition="top center",
@@ -287,7 +296,7 @@ def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
         )
     fig.update_layout(
         **LAYOUT,
-        title=f"Final runs: test accuracy vs {'MACs' if cost == 'macs' else 'parameters'} (mean ± std over seeds)",
+        title=f"Final runs: test accuracy vs {'MACs' if cost == 'macs' else 'parameters'} (mean, 95% t-interval over seeds)",
         xaxis={"type": "log", "title": COST_TITLES[cost]},
         yaxis={"title": "test accuracy (%)"},
         legend={"orientation": "h", "y": -0.18},

@@ -124,27 +124,45 @@ FINAL_COLUMNS = ("label", "role", "name", "digest", "string", "recipe", "epochs"
 
 
 def final_summary(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Final runs (``nasx.search.retrain.final_runs``) per model and recipe: seeds, test accuracy mean and std.
+    """Final runs (``nasx.search.retrain.final_runs``) per model and setup: seeds, test accuracy mean, std and 95% CI.
 
-    ``test_std`` is the sample standard deviation over seeds (0 for one seed). Rows are sorted by MACs.
+    A setup is everything but the seed that changes a run's result (the run's ``setup``: genotype,
+    full recipe, fidelity, data sha256, validation size); runs of different setups are never
+    averaged together. Runs recorded before setups existed fall back to (digest, recipe name,
+    epochs). ``test_std`` is the sample standard deviation and ``test_ci`` the half-width of the
+    95% t-interval over seeds: both NaN for one seed (no interval, never "± 0"). ``test_images``:
+    the test set's size. Rows are sorted by MACs.
     """
-    columns = [*FINAL_COLUMNS, "seeds", "test_mean", "test_std"]
+    from nasx.results.noise import over_seeds
+
+    columns = [*FINAL_COLUMNS, "setup", "data_sha256", "seeds", "test_mean", "test_std", "test_ci", "test_images"]
     if not runs:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame.from_records(runs)
+    for col in ("setup", "data_sha256", "test_images"):
+        if col not in frame:
+            frame[col] = None
+    legacy = frame["digest"].astype(str) + ":" + frame["recipe"].astype(str) + ":e" + frame["epochs"].astype(str)
+    frame["setup"] = frame["setup"].where(frame["setup"].notna(), legacy)
     frame["search_acc"] = frame["search_acc"].astype(float)
-    grouped = frame.groupby(["digest", "recipe", "epochs"], sort=False)
+    grouped = frame.groupby("setup", sort=False)
     out = grouped.agg(
         label=("label", "first"),
         role=("role", "first"),
         name=("name", "first"),
+        digest=("digest", "first"),
         string=("string", "first"),
+        recipe=("recipe", "first"),
+        epochs=("epochs", "first"),
         params=("params", "first"),
         macs=("macs", "first"),
         search_acc=("search_acc", "first"),
+        data_sha256=("data_sha256", "first"),
+        test_images=("test_images", "first"),
         seeds=("seed", "nunique"),
         test_mean=("test_acc", "mean"),
-        test_std=("test_acc", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0),
+        test_std=("test_acc", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")),
+        test_ci=("test_acc", lambda x: over_seeds(list(x)).half if len(x) > 1 else float("nan")),
     ).reset_index()
     return out[columns].sort_values("macs", kind="stable").reset_index(drop=True)
 

@@ -117,7 +117,9 @@ def check_data(study: optuna.Study, data_sha256: str | None) -> None:
         )
 
 
-def begin_run(study: optuna.Study, cfg: StudyConfig, space_digest: str, data_sha256: str | None, worker_id: str) -> int:
+def begin_run(
+    study: optuna.Study, cfg: StudyConfig, space_digest: str, data_sha256: str | None, worker_id: str, val_images: int | None = None
+) -> int:
     """Record this search run: the study's provenance (first run only), a new segment when settings changed, and the
     run entry. Call it under the worker's ``ask.lock``. Returns the run's index in ``runs``."""
     check_data(study, data_sha256)
@@ -131,6 +133,7 @@ def begin_run(study: optuna.Study, cfg: StudyConfig, space_digest: str, data_sha
                 "space_digest": space_digest,
                 "data_source": cfg.data.source,
                 "data_sha256": data_sha256,
+                "val_images": val_images,
                 "code": code_version(),
             },
         )

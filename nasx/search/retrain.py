@@ -2,9 +2,11 @@
 
 Each (model, seed) is one ``nasx train`` run folder under ``runs/<study>/final/``, trained on every
 image of the training set (or a seeded split when ``val_size`` is given) and measured once on the
-official test set. Its summary is recorded back into the study as a user attribute
-``final:<digest>:<recipe>:e<epochs>:s<seed>``, so ``nasx report`` draws the final front; a run
-already recorded is not trained again, and an interrupted one resumes from its checkpoint.
+official test set. Its summary is recorded back into the study under a key made of everything that
+changes its result (:func:`run_key`: the genotype's digest, a digest of the full recipe, the
+fidelity, the data's sha256, the validation size and the seed), so runs that differ in any of them
+are never averaged together (``setup``: the key without the seed). ``nasx report`` draws the final
+front; a run already recorded is not trained again, and an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -64,8 +66,23 @@ def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | Non
     return [Model(name, Role.BASELINE, zoo.get(name), None, accs.get(name)) for name in names]
 
 
-def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
-    return f"{FINAL_PREFIX}{net.digest}:{recipe.name}:e{epochs}:s{seed}"
+def recipe_digest(recipe: Recipe) -> str:
+    """sha256 (12 hex) of every setting of the recipe but its name (a YAML that starts from a preset keeps the name)."""
+    import hashlib
+    import json
+
+    doc = {k: v for k, v in recipe.model_dump(mode="json").items() if k != "name"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def setup_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float) -> str:
+    """Everything but the seed that changes a final run's result: runs of one setup are the seeds of one mean."""
+    res = f"r{fidelity.resolution}" if fidelity.resolution else "rnet"
+    return f"{net.digest}:{recipe_digest(recipe)}:e{fidelity.epochs}f{fidelity.fraction:g}{res}:d{data_sha256[:12]}:v{val_size:g}"
+
+
+def run_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float, seed: int) -> str:
+    return f"{FINAL_PREFIX}{setup_key(net, recipe, fidelity, data_sha256, val_size)}:s{seed}"
 
 
 def final_runs(study: optuna.Study) -> list[dict[str, Any]]:
@@ -79,6 +96,7 @@ class Job:
     seed: int
     key: str
     run_dir: Path
+    setup: str = ""
 
 
 def plan(
@@ -88,7 +106,9 @@ def plan(
     top: int,
     recipe: Recipe,
     seeds: int,
-    epochs: int,
+    fidelity: Fidelity,
+    data_sha256: str,
+    val_size: float = 0,
     only_baselines: tuple[str, ...] | None = None,
 ) -> list[Job]:
     """The (model, seed) runs still to do: front members first, then the baselines."""
@@ -100,15 +120,27 @@ def plan(
     folder = study_dir(cfg, root) / "final"
     jobs = []
     for m in models:
+        setup = setup_key(m.net, recipe, fidelity, data_sha256, val_size)
         for seed in range(seeds):
-            key = run_key(m.net, recipe, epochs, seed)
+            key = run_key(m.net, recipe, fidelity, data_sha256, val_size, seed)
             if not rec.has_final(study, key):
-                jobs.append(Job(m, seed, key, folder / f"{m.label}-{recipe.name}-e{epochs}-s{seed}"))
+                name = f"{m.label}-{recipe.name}-{recipe_digest(recipe)[:6]}-e{fidelity.epochs}-d{data_sha256[:6]}-s{seed}"
+                jobs.append(Job(m, seed, key, folder / name, setup))
     return jobs
 
 
-def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+def record(
+    study: optuna.Study,
+    job: Job,
+    summary: dict[str, Any],
+    recipe: Recipe,
+    fidelity: Fidelity,
+    data_sha256: str,
+    val_size: float,
+    test_images: int | None = None,
+) -> dict[str, Any]:
     entry = {
+        "setup": job.setup,
         "label": job.model.label,
         "role": job.model.role.value,
         "number": job.model.number,
@@ -117,10 +149,15 @@ def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recip
         "string": job.model.net.to_string(),
         "seed": job.seed,
         "recipe": recipe.name,
+        "recipe_digest": recipe_digest(recipe),
+        "fidelity": fidelity.model_dump(mode="json"),
+        "data_sha256": data_sha256,
+        "val_size": val_size,
         "epochs": summary["epochs"],
         "params": summary["params"],
         "macs": summary["macs"],
         "test_acc": summary["test_acc"],
+        "test_images": test_images,
         "val_acc": summary.get("val_acc"),
         "search_acc": job.model.search_acc,
         "train_seconds": summary["train_seconds"],
@@ -163,25 +200,27 @@ def retrain(
 
     study = load_study(cfg, root)
     n_epochs = Fidelity(epochs=epochs).epochs_for(recipe)
-    jobs = plan(study, cfg, root, top, recipe, seeds, n_epochs, only_baselines)
+    fidelity = Fidelity(epochs=n_epochs)
+    if top < 0 or seeds < 1:
+        raise StudyError(f"--top must be >= 0 and --seeds >= 1, got {top} and {seeds}")
+    source = data or cfg.data.source
+    full = datasets.load(source)  # its sha256 is part of every run's key (cached after the first load)
+    jobs = plan(study, cfg, root, top, recipe, seeds, fidelity, full.digest, val_size, only_baselines)
     if on_start is not None:
         on_start(jobs)
     if jobs:
-        source = data or cfg.data.source
-        full = datasets.load(source)
         if val_size:
             splits = datasets.split(full, val_size if val_size < 1 else int(val_size), cfg.data.split_seed, source=full.source)
         else:
             splits = datasets.Splits(
                 train=full.train, val=full.train.subset(np.zeros(0, dtype=np.int64)), source=full.source, seed=cfg.data.split_seed
             )
-        fidelity = Fidelity(epochs=n_epochs)
         if executor == "ray":
             finished: Iterator[tuple[Job, dict[str, Any]]] = _on_ray(cfg, jobs, splits, full.test, recipe, fidelity)
         else:
             finished = ((job, _train(job, splits, full.test, recipe, fidelity, cfg.device, callback)) for job in jobs)
         for job, summary in finished:
-            entry = record(study, job, summary, recipe)
+            entry = record(study, job, summary, recipe, fidelity, full.digest, val_size, len(full.test))
             if on_run is not None:
                 on_run(job, entry)
     return final_runs(study)

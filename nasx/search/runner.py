@@ -72,7 +72,7 @@ def run_search(
             full = datasets.load(cfg.data.source)
             splits, data_sha256 = datasets.split(full, val, cfg.data.split_seed, source=full.source), full.digest
         with worker.turn():
-            run_index = provenance.begin_run(study, cfg, digest, data_sha256, worker.id)
+            run_index = provenance.begin_run(study, cfg, digest, data_sha256, worker.id, None if splits is None else len(splits.val))
             retried = recover_stale(study, worker, cfg.failures)
         decider = None
         if cfg.early_stopping.kind == "asha":
