@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nasx.errors import NasxError
+from nasx.errors import NasxError, RuntimeFailure
 
 app = typer.Typer(
     name="nasx",
@@ -30,7 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _friendly(fn: F) -> F:
-    """Report nasx errors as one clear message and exit 2, with no traceback."""
+    """Report nasx errors as one clear message with no traceback: exit 1 for a runtime failure (training failed, an
+    export check failed, damaged data: :class:`RuntimeFailure`), 2 for a usage error (a bad argument or file)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,7 +39,7 @@ def _friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except NasxError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(1 if isinstance(exc, RuntimeFailure) else 2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -219,6 +220,7 @@ def train(
         str | None, typer.Option("--out", help="Run folder (default runs/NAME-RECIPE-eEPOCHS-sSEED; rerun to resume).")
     ] = None,
     test: Annotated[bool, typer.Option(help="Also measure the official test set once, after training.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Train one network; write config, per-epoch metrics (JSONL), weights (safetensors) and a summary.
 
@@ -236,6 +238,7 @@ def train(
     n_epochs = fid.epochs_for(rec)
     val = datasets.DEFAULT_VAL_FRACTION if val_size is None else val_size if val_size < 1 else int(val_size)
     splits = datasets.load_splits(data, val_size=val, seed=split_seed)
+    registry.check_fits(net, net.name or network, splits.train.images.shape[1], len(splits.classes))
     test_set = datasets.load_test(data) if test else None
     name = net.name or Path(network).stem
     run_dir = Path(out_dir) if out_dir else Path("runs") / f"{name}-{rec.name}-e{n_epochs}-s{seed}"
@@ -273,9 +276,14 @@ def train(
     except KeyboardInterrupt:
         err.print(f"interrupted: finished epochs are checkpointed in {escape(str(run_dir))}; run the same command to resume")
         raise typer.Exit(130) from None
-    line = f"val {100 * summary['val_acc']:.2f}%"
-    if "test_acc" in summary:
-        line += f"  test {100 * summary['test_acc']:.2f}%"
+    if as_json:
+        print(json.dumps({**summary, "val_images": len(splits.val), "run_dir": str(run_dir)}, indent=2))
+        return
+    from nasx.results.noise import single_run
+
+    line = f"val {single_run(summary['val_acc'], len(splits.val)).text()}" if summary["val_acc"] is not None else "no val"
+    if "test_acc" in summary and test_set is not None:
+        line += f"  test {single_run(summary['test_acc'], len(test_set), 'test images').text()}"
     out.print(
         f"{line}  ({summary['epochs']} epochs, {summary['train_seconds']:.0f}s training, {summary['images_per_s']:,.0f} img/s, "
         f"{summary['device']} {summary['precision']})  run folder: {run_dir}",
@@ -440,6 +448,7 @@ def retrain(
     ] = "local",
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Retrain the best front members and the baselines at full fidelity with several seeds; test once.
 
@@ -495,11 +504,18 @@ def retrain(
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are recorded and the current one is checkpointed; run the same command to continue")
         raise typer.Exit(130) from None
-    out.print(_final_table(runs, f"{cfg.name}: final runs (official test set)"))
+    if as_json:
+        from nasx.results import final_summary
+
+        table = final_summary(runs).drop(columns=["string"]).astype(object)
+        summary = table.where(table.notna(), None).to_dict("records")
+        print(json.dumps({"runs": runs, "summary": summary}, indent=2, default=str))
+    else:
+        out.print(_final_table(runs, f"{cfg.name}: final runs (official test set)"))
     if report:
         from nasx.report import collect
 
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, err if as_json else out)
 
 
 @app.command("export")
@@ -512,6 +528,7 @@ def export_models(
     seed: Annotated[int, typer.Option(min=0, help="Which seed's final run to export.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a previous export of the same model.")] = False,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Export trained models, one folder each: genotype (YAML and string), weights (safetensors), an
     ONNX file checked against torch with onnxruntime, the recipe, complexity, metrics and a README.
@@ -535,11 +552,24 @@ def export_models(
     table = Table(title="exported models")
     for col in ("model", "folder", "params", "MACs", "ONNX max |diff|"):
         table.add_column(col, justify="left" if col in ("model", "folder") else "right")
+    done = []
     for label, run_dir in targets:
         with err.status(f"exporting {escape(label)} (ONNX export and onnxruntime check)"):
             result = export_run(run_dir, out_root / label, name=label, overwrite=overwrite)
         table.add_row(label, str(result.folder), f"{result.params:,}", f"{result.macs:,}", f"{result.onnx_max_abs_diff:.2e}")
-    out.print(table)
+        done.append(
+            {
+                "model": label,
+                "folder": str(result.folder),
+                "params": result.params,
+                "macs": result.macs,
+                "onnx_max_abs_diff": result.onnx_max_abs_diff,
+            }
+        )
+    if as_json:
+        print(json.dumps(done, indent=2))
+    else:
+        out.print(table)
 
 
 def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
@@ -566,7 +596,7 @@ def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
+def _write_report(sources: list[Any], out_file: str | None, title: str, console: Console | None = None) -> None:
     import re
     from pathlib import Path
 
@@ -577,7 +607,7 @@ def _write_report(sources: list[Any], out_file: str | None, title: str) -> None:
         raise typer.BadParameter(f"--out must end in .html, got {str(path)!r}")
     with err.status("writing the report (figures, fANOVA, diagrams)"):
         files = write_report(sources, path, title)
-    out.print(
+    (console or out).print(
         f"report: {files.html}  ({files.figures} figures; trial table: {files.csv.name}, {files.parquet.name})", highlight=False
     )
 

@@ -77,3 +77,9 @@ def test_compute_cost_splits_by_part_and_device() -> None:
     assert cost["baselines"] == {"cpu_core_h": 0.0, "gpu_h": 0.25}
     assert cost["final runs"] == {"cpu_core_h": 0.0, "gpu_h": 2.0}
     assert cost["total"] == {"cpu_core_h": 4.0, "gpu_h": 2.25}
+
+
+def test_a_baseline_whose_input_does_not_match_the_data_is_refused(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, budget={"trials": 1}, baselines=["resnet50"])
+    with pytest.raises(StudyError, match=r"224x224.*resnet20_cifar"):
+        run_search(cfg, root=tmp_path / "runs", space=TinySpace())

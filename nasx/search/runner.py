@@ -27,6 +27,18 @@ def space_digest(space: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def check_baselines(cfg: StudyConfig, side: int, classes: int) -> None:
+    """A baseline is plotted at the cost of the network that trained: its stated input must be the data's."""
+    from nasx import zoo
+    from nasx.errors import NasxError
+
+    for name in cfg.baselines:
+        try:
+            zoo.check_fits(zoo.get(name), f"baselines: {name}", side, classes)
+        except NasxError as exc:
+            raise StudyError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class SearchSummary:
     folder: Path
@@ -71,6 +83,7 @@ def run_search(
         if dry_run_s is None:
             full = datasets.load(cfg.data.source)
             splits, data_sha256 = datasets.split(full, val, cfg.data.split_seed, source=full.source), full.digest
+            check_baselines(cfg, full.train.images.shape[1], len(full.train.classes))
         with worker.turn():
             run_index = provenance.begin_run(study, cfg, digest, data_sha256, worker.id, None if splits is None else len(splits.val))
             retried = recover_stale(study, worker, cfg.failures)
