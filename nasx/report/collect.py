@@ -36,6 +36,8 @@ class Source:
     final: pd.DataFrame | None = None  # nasx.results.final_summary of the study's final runs (nasx retrain)
     val_images: int | None = None  # the validation split's size: the n of every search accuracy
     setup: dict[str, Any] = field(default_factory=dict)  # what makes accuracies comparable: recipe, fidelity, data
+    census: pd.DataFrame | None = None  # the rows the design-space statistics use (study.census_set), val_acc at equal fidelity
+    census_note: str = ""  # what they were computed over, and how many
 
 
 def from_study(cfg: Any, root: Path | None = None) -> Source:
@@ -44,16 +46,20 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
     from nasx.search import record as rec
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
-    from nasx.search.study import importances, progress, trial_rows
+    from nasx.search.study import census_set, importances, progress, trial_rows
 
     study = load_study(cfg, root)
     rows = trial_rows(study)
     frame = rows_to_frame(rows, [o.value for o in cfg.objectives[1:]])
     frame["source"] = cfg.name
     genotypes = {r.number: r.genotype for r in rec.records(study) if r.genotype is not None}
-    imp, note = importances(study)
     p = progress(study)
     stored = provenance.stored_config(study)
+    accuracy, census_note = census_set(study, (stored or cfg).sampler.kind.value)
+    imp, note = importances(study, accuracy, census_note.split(":")[0]) if accuracy else ({}, census_note)
+    census = frame[frame["number"].isin(list(accuracy))].copy()
+    census["val_acc"] = census["number"].map(accuracy).astype(float)
+    census["error"] = 1.0 - census["val_acc"]
     meta = what_ran(stored or cfg, study, p, from_disk=stored is None)
     runs = final_runs(study)
     final = final_summary(runs)
@@ -71,7 +77,7 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
         "data": provenance.provenance(study).get("data_sha256") or used.data.source,
         "validation": val_n,
     }
-    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final, val_n, setup)
+    return Source(cfg.name, "study", frame, genotypes, meta, imp, note, cost, final, val_n, setup, census, census_note)
 
 
 def _settings_text(settings: dict[str, Any]) -> str:

@@ -216,8 +216,13 @@ def progress_figure(sources: Sequence[Source]) -> go.Figure | None:
 
 
 def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
-    """Error EDFs per group (family, or study when compared), plain and normalized for MACs (Radosavovic et al. 2019)."""
-    full = full_candidates(combined(sources))
+    """Error EDFs per group (family, or study when compared), plain and normalized for MACs (Radosavovic et al. 2019),
+    over each study's census set (random samples trained equally: ``Source.census``); its title says which."""
+    parts = [s.census for s in sources if s.census is not None and len(s.census)]
+    if not parts:
+        return None
+    full = pd.concat(parts, ignore_index=True)
+    full = full[full["macs"].notna()]
     if not len(full):
         return None
     groups = Groups.of(combined(sources))
@@ -234,7 +239,9 @@ def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
         fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, **style, row=1, col=1)  # from 0: one model shows as a step
         x, f = normalized_edf(errors, part["macs"].to_numpy(float), bins=edges)
         fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, showlegend=False, **style, row=1, col=2)
-    fig.update_layout(**LAYOUT, title="Design-space statistics: error distribution of the full-fidelity trials")
+    over = "; ".join(f"{s.label}: {s.census_note}" for s in sources if s.census is not None and len(s.census))
+    title = f"Design-space statistics: error distribution (n={len(full)})<br><sup>{esc(over)}</sup>"
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, title=title)
     fig.update_xaxes(title="validation error (%)")
     fig.update_yaxes(title="fraction of models with error ≤ x", range=[0, 1.02])
     return fig

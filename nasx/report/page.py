@@ -227,7 +227,8 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
             f'<div class="grid">{figure(final_figure(sources, "macs"), "")}{figure(final_figure(sources, "params"), "")}</div>'
         )
     progress = figure(progress_figure(sources), "No full-fidelity trial yet: no progress to draw.")
-    edfs = figure(edf_figure(sources), "No full-fidelity trial yet: no error distribution to draw.")
+    notes = " ".join(f"{s.label}: {s.census_note}." for s in sources if s.kind == "study" and s.census_note)
+    edfs = figure(edf_figure(sources), f"No error distribution to draw. {notes}")
     studies = [s for s in sources if s.kind == "study"]
     importance = "".join(
         figure(importance_figure(s), f"Parameter importance of {s.label}: {s.importance_note}.") for s in studies

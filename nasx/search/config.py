@@ -162,6 +162,9 @@ class StudyConfig(Frozen):
     storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
     seed: int = 0
     device: str | None = None
+    # candidates sampled uniformly at random and trained to full fidelity (never stopped early), for the report's
+    # design-space statistics (EDFs, importances need random samples trained equally); they count towards the budget
+    census: Annotated[int, Field(strict=True, ge=0)] = 0
 
     @field_validator("objectives")
     @classmethod

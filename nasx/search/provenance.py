@@ -99,7 +99,7 @@ def machine() -> dict[str, Any]:
 def segment_settings(cfg: StudyConfig) -> dict[str, Any]:
     """The settings that change results and may change between runs of a study (each change is a segment)."""
     dump = cfg.model_dump(mode="json")
-    return {k: dump[k] for k in ("seed", "sampler", "early_stopping", "baselines", "constraints", "failures", "device")}
+    return {k: dump[k] for k in ("seed", "sampler", "early_stopping", "baselines", "constraints", "failures", "device", "census")}
 
 
 def _now() -> str:

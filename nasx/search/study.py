@@ -429,23 +429,67 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 MIN_IMPORTANCE_TRIALS = 4
 
 
-def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+def census_set(study: optuna.Study, sampler_kind: str) -> tuple[dict[int, float], str]:
+    """The trials the design-space statistics may use, and what they are: ``{trial number: val_acc}`` and a note.
+
+    EDFs and importances assume models sampled at random and trained equally (Radosavovic et al.
+    2019). So they use, in order: the study's random census (``census`` candidates, drawn uniformly
+    and trained to full fidelity; a duplicate counts with its twin's full-fidelity result); else, in
+    a random-sampler study, every distinct candidate at the epoch all of them reached (the first rung
+    under early stopping); else nothing (a model-based sampler's survivors are not a random sample).
+    """
+    records = [r for r in rec.records(study) if r.is_candidate and r.finished and not r.retried]
+    census = [r for r in records if r.census and r.status in (Status.COMPLETE, Status.DUPLICATE)]
+    if census:
+        done = {r.number: r.values[0] for r in census if r.values}
+        lost = len(census) - len(done)
+        extra = f"; {lost} left out (a duplicate of a trial stopped early)" if lost else ""
+        return done, f"the study's random census: {len(done)} candidates drawn uniformly at random, each trained to full fidelity{extra}"
+    if sampler_kind != "random":
+        return {}, (
+            f"not computed: the study's sampler ({sampler_kind}) is model-based and early stopping keeps survivors, so its "
+            "trials are not a random sample trained equally; add `census: N` to the study, or run a random-sampler study"
+        )
+    seen: set[str] = set()
+    distinct = []
+    for r in records:
+        if r.status in (Status.COMPLETE, Status.STOPPED) and r.curve and r.digest not in seen:
+            seen.add(r.digest or "")
+            distinct.append(r)
+    if not distinct:
+        return {}, "not computed: no random candidate has trained yet"
+    epoch = min(len(r.curve) for r in distinct)
+    failed = sum(1 for r in records if r.status == Status.FAILED)
+    extra = f"; {failed} failed left out" if failed else ""
+    return {r.number: r.curve[epoch - 1] for r in distinct}, (
+        f"all {len(distinct)} distinct candidates of this random-sampler study, at epoch {epoch} (which every one reached){extra}"
+    )
+
+
+def importances(study: optuna.Study, accuracy: dict[int, float] | None = None, what: str = "") -> tuple[dict[str, float], str]:
     """fANOVA importance of each design-space parameter for validation accuracy, and a note.
 
-    Computed over the complete candidates (baselines have no parameters) and the parameters
-    every one of them has (conditional parameters drop out), with Optuna's
-    ``FanovaImportanceEvaluator`` (seed 0). Returns ``({}, why)`` when it cannot be computed.
+    ``accuracy``: the trials to use and their accuracy (:func:`census_set`; default: the complete
+    candidates at full fidelity), over the parameters every one of them has (conditional parameters
+    drop out), with Optuna's ``FanovaImportanceEvaluator`` (seed 0). Returns ``({}, why)`` when it
+    cannot be computed.
     """
-    done = [t for t in candidates(study) if rec.read(t).full_fidelity and t.params]  # duplicates repeat a trial
+    if accuracy is None:
+        accuracy = {r.number: r.values[0] for r in rec.records(study) if r.is_candidate and r.full_fidelity and r.values}
+        what = what or "complete candidates"
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    done = [(by_number[n], acc) for n, acc in accuracy.items() if n in by_number and by_number[n].params]
     if len(done) < MIN_IMPORTANCE_TRIALS:
-        return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} complete candidates, got {len(done)}"
-    scratch = optuna.create_study(directions=study.directions)
-    scratch.add_trials(done)
+        return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} trials, got {len(done)}"
+    scratch = optuna.create_study(direction="maximize")
+    scratch.add_trials(
+        [optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=acc) for t, acc in done]
+    )
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
-        found = optuna.importance.get_param_importances(scratch, evaluator=evaluator, target=lambda t: t.values[0])
+        found = optuna.importance.get_param_importances(scratch, evaluator=evaluator)
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter common to all trials, or all values equal
         return {}, f"fANOVA could not be computed: {exc}"
     if not found:
-        return {}, "no parameter is shared by all complete candidates"
-    return dict(found), f"fANOVA (Optuna, seed 0) over {len(done)} complete candidates, val_acc as the target"
+        return {}, "no parameter is shared by all the trials"
+    return dict(found), f"fANOVA (Optuna, seed 0) over {len(done)} trials ({what}), val_acc as the target"

@@ -235,12 +235,38 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
                 f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
                 "loosen constraints or narrow the space"
             )
+        if census_due(ctx):
+            return ask_census(ctx)
         trial = ctx.study.ask()
         _mark(ctx, trial, Role.CANDIDATE)
         return screen(ctx, trial)
 
 
-def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
+def census_due(ctx: Context) -> bool:
+    """Whether the study still owes candidates to its random census (``census`` in the config)."""
+    if not ctx.cfg.census:
+        return False
+    taken = sum(1 for r in rec.records(ctx.study) if r.is_candidate and r.census and not r.retried)
+    return taken < ctx.cfg.census
+
+
+def ask_census(ctx: Context) -> Outcome | Candidate:
+    """A census candidate: drawn by a uniform random sampler (whatever the study's), trained to full fidelity."""
+    import hashlib
+
+    study, saved = ctx.study, ctx.study.sampler
+    n = len(study.get_trials(deepcopy=False))
+    seed = int(hashlib.sha256(f"census:{ctx.cfg.sampler.seed}:{n}".encode()).hexdigest()[:8], 16)
+    study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    try:
+        trial = study.ask()
+        rec.mark(trial, Role.CANDIDATE, ctx.worker.id, census=True)
+        return screen(ctx, trial, early_stop=False)
+    finally:
+        study.sampler = saved
+
+
+def screen(ctx: Context, trial: optuna.Trial, early_stop: bool = True) -> Outcome | Candidate:
     """Sample the trial's genotype and settle it without training when it is infeasible or a duplicate.
 
     Returns the finished :class:`Outcome`, or the :class:`Candidate` to train or to wait with.
@@ -258,7 +284,7 @@ def screen(ctx: Context, trial: optuna.Trial) -> Outcome | Candidate:
         return finish(ctx.study, trial, Status.INFEASIBLE, None, f"MACs {macs:,} > max_macs {limits.max_macs:,}")
     if limits.max_params is not None and params > limits.max_params:
         return finish(ctx.study, trial, Status.INFEASIBLE, None, f"params {params:,} > max_params {limits.max_params:,}")
-    return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
+    return place(ctx, Candidate(trial, net, params, macs, early_stop=early_stop))
 
 
 def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
