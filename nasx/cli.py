@@ -292,13 +292,24 @@ def train(
     )
 
 
-def _study_config(study: str) -> Any:
+#: ``--set PATH=VALUE``: shared by every command that reads a study config.
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a setting of the study file, PATH=VALUE with VALUE as YAML; repeat for several "
+        "(e.g. --set fidelity.epochs=1 --set data.source=mini). Give the same ones to every command on that study.",
+    ),
+]
+
+
+def _study_config(study: str, overrides: list[str] | None = None) -> Any:
     from nasx.search.config import StudyConfig, StudyError, study_file
 
     path = study_file(study)
     if path is None:
         raise StudyError(f"no study config {study!r} (a YAML file, or a name in studies/)")
-    return StudyConfig.load(path)
+    return StudyConfig.load(path, overrides or ())
 
 
 def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> Table:
@@ -342,6 +353,7 @@ def search(
     study: Annotated[str, typer.Argument(help="A study config YAML (see studies/), or its name in studies/.")],
     trials: Annotated[int | None, typer.Option(min=1, help="Trial budget (overrides the config's budget.trials).")] = None,
     executor: Annotated[str | None, typer.Option(help="local or ray (overrides the config).")] = None,
+    overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     report: Annotated[bool, typer.Option(help="Write the study's report (reports/NAME.html) when the search ends.")] = True,
 ) -> None:
@@ -352,7 +364,7 @@ def search(
     from nasx.search.record import Status
     from nasx.search.study import progress as study_progress
 
-    cfg = _study_config(study)
+    cfg = _study_config(study, overrides)
     if executor not in (None, "local", "ray"):
         raise typer.BadParameter(f"--executor must be local or ray, got {executor!r}")
     budget = trials or cfg.budget.trials
@@ -408,6 +420,7 @@ def search(
 def status(
     study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
 ) -> None:
     """Progress and results of a study: counts by state, best accuracy, the front, the baselines."""
@@ -416,7 +429,7 @@ def status(
 
     from nasx.search import status as study_status
 
-    cfg = _study_config(study)
+    cfg = _study_config(study, overrides)
     p, rows = study_status(cfg, Path(root))
     front = _front_numbers(rows, cfg.objectives)
     if as_json:
@@ -446,6 +459,7 @@ def retrain(
     executor: Annotated[
         str, typer.Option(help="local (one after another) or ray (parallel tasks, the study's resources).")
     ] = "local",
+    overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
@@ -460,7 +474,7 @@ def retrain(
     from nasx.search.retrain import retrain as run_retrain
     from nasx.train import load_recipe
 
-    cfg = _study_config(study)
+    cfg = _study_config(study, overrides)
     rec = load_recipe(recipe)
     view = _progress_view("{task.description}")
     task = view.add_task("final runs", total=1, stats="")
@@ -527,6 +541,7 @@ def export_models(
     top: Annotated[int | None, typer.Option(min=1, help="Export the K best retrained front members.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Which seed's final run to export.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a previous export of the same model.")] = False,
+    overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
@@ -546,7 +561,7 @@ def export_models(
         from nasx.search.retrain import export_targets
         from nasx.search.runner import load_study
 
-        cfg = _study_config(source)
+        cfg = _study_config(source, overrides)
         runs = export_targets(load_study(cfg, Path(root)), trial=trial, top=top, seed=seed)
         targets = [(f"{cfg.name}-{r['label']}", Path(r["run_dir"])) for r in runs]
     table = Table(title="exported models")
@@ -619,6 +634,7 @@ def report(
     out_file: Annotated[
         str | None, typer.Option("--out", help="The HTML file (default reports/NAME.html); .csv and .parquet go beside it.")
     ] = None,
+    overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
 ) -> None:
     """Write a study's report: one self-contained HTML page plus the trial table as CSV and parquet.
@@ -631,7 +647,7 @@ def report(
 
     from nasx.report import collect
 
-    cfg = _study_config(study)
+    cfg = _study_config(study, overrides)
     _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name)
 
 

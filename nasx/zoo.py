@@ -32,7 +32,6 @@ def names() -> list[str]:
     return sorted(p.stem for p in zoo_dir().glob("*.yaml"))
 
 
-
 def fitting(side: int, classes: int) -> list[str]:
     """The zoo networks whose stated input is ``side`` x ``side`` images of ``classes`` classes (e.g. CIFAR-scale)."""
     out = []
@@ -54,6 +53,7 @@ def check_fits(net: Network, label: str, side: int, classes: int) -> None:
         f"{label} takes {net.input.resolution}x{net.input.resolution} images and {net.input.classes} classes, the data has "
         f"{side}x{side} and {classes}: not trained as stated, so refused; networks that fit: {names_}"
     )
+
 
 def path(name: str) -> Path:
     p = zoo_dir() / f"{name}.yaml"

@@ -22,7 +22,11 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_model_based_study_draws_no_edf_until_it_takes_a_census(tmp_path: Path) -> None:
-    common = {"sampler": {"kind": "tpe", "seed": 0}, "fidelity": {"epochs": 4}, "early_stopping": {"kind": "asha", "grace": 1, "reduction": 2}}
+    common = {
+        "sampler": {"kind": "tpe", "seed": 0},
+        "fidelity": {"epochs": 4},
+        "early_stopping": {"kind": "asha", "grace": 1, "reduction": 2},
+    }
     cfg = tiny_config(tmp_path, name="tpe", budget={"trials": 6}, **common)
     run_search(cfg, root=tmp_path / "runs", space=TinySpace(), dry_run_s=0.0)
     study = load_study(cfg, tmp_path / "runs")

@@ -61,7 +61,11 @@ def test_a_resume_on_other_bytes_at_the_same_path_is_refused(tmp_path: Path) -> 
     shutil.rmtree(src)
     write_batches(src, per_batch=41, n_test=10)  # same folder, other images
     with pytest.raises(StudyError, match="sha256"):
-        run_search(cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": 2})}), root=tmp_path / "runs", space=TinySpace())
+        run_search(
+            cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": 2})}),
+            root=tmp_path / "runs",
+            space=TinySpace(),
+        )
 
 
 def test_compute_cost_splits_by_part_and_device() -> None:

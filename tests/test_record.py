@@ -38,7 +38,14 @@ def test_record_reads_what_the_writers_stored_under_the_journal_names(tmp_path: 
     rec.write_curve(trial, [0.2, 0.3])
     finish(study, trial, Status.COMPLETE, (0.3, float(macs)), None)
     (r,) = rec.records(study)
-    assert (r.role, r.status, r.digest, r.params, r.macs, r.curve) == (Role.CANDIDATE, Status.COMPLETE, net.digest, params, macs, (0.2, 0.3))
+    assert (r.role, r.status, r.digest, r.params, r.macs, r.curve) == (
+        Role.CANDIDATE,
+        Status.COMPLETE,
+        net.digest,
+        params,
+        macs,
+        (0.2, 0.3),
+    )
     assert r.full_fidelity and r.evaluated and r.val_acc == 0.3
     # the stored names and values are the journal's: a study written before the record type reads back unchanged
     assert study.trials[0].user_attrs["role"] == "candidate" and study.trials[0].user_attrs["state"] == "complete"

@@ -77,7 +77,14 @@ def test_an_imagenet_network_on_cifar_is_refused_in_one_line_naming_the_ones_tha
 
 
 def test_train_json_summary_and_exit_1_when_training_fails(setup: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = ["train", str(setup / "net.yaml"), "--data", str(setup / "cifar-10-batches-py"), "--recipe", str(setup / "recipe.yaml")]
+    args = [
+        "train",
+        str(setup / "net.yaml"),
+        "--data",
+        str(setup / "cifar-10-batches-py"),
+        "--recipe",
+        str(setup / "recipe.yaml"),
+    ]
     args += ["--epochs", "1", "--val-size", "20", "--out", str(setup / "run"), "--device", "cpu"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output

@@ -40,6 +40,7 @@ def normalization(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return CIFAR10_MEAN, CIFAR10_STD
     return (0.5,) * channels, (0.25,) * channels
 
+
 PaddingMode = Literal["zeros", "reflect"]
 
 _UPLOAD_CHUNK = 8192  # images per host -> device copy: bounds host memory for memory-mapped caches

@@ -13,8 +13,6 @@ import plotly.graph_objects as go
 
 from nasx.report.collect import ReportError, Source
 from nasx.report.diagram import diagrams
-from nasx.results.noise import single_run, verdict
-from nasx.search.record import Role, Status
 from nasx.report.figures import (
     combined,
     edf_figure,
@@ -28,6 +26,8 @@ from nasx.report.figures import (
     progress_figure,
     references,
 )
+from nasx.results.noise import single_run, verdict
+from nasx.search.record import Role, Status
 
 # Nothing may be fetched: scripts and styles are inline, images are data: URLs (plotly's PNG download).
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
@@ -147,7 +147,9 @@ def final_headline(sources: Sequence[Source]) -> list[str]:
             if (f.data_sha256, f.epochs, f.recipe) != (b.data_sha256, b.epochs, b.recipe):
                 continue  # another setup: not comparable
             say = verdict(final_estimate(f), final_estimate(b))
-            lines.append(f"Confirmed on test: {f.label} {say} {b.label}" + ("." if say == "beats" else " (intervals overlap or n=1)."))
+            lines.append(
+                f"Confirmed on test: {f.label} {say} {b.label}" + ("." if say == "beats" else " (intervals overlap or n=1).")
+            )
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,11 +103,16 @@ class EarlyStopping(Frozen):
 
 
 class ExecutorConfig(Frozen):
-    """``local`` runs trials in this process; ``ray`` schedules them with Ray Tune (``address`` joins a cluster)."""
+    """``local`` runs trials in this process; ``ray`` schedules them with Ray Tune (``address`` joins a cluster).
+
+    ``gpus_per_trial`` (Ray): the GPU share each trial requests; 0.25 runs four trials per GPU.
+    None (the default) is 1 on a cluster with GPUs and 0 without, so that trials never pile onto
+    GPU 0 by default (see :func:`nasx.search.executors.ray.trial_resources`).
+    """
 
     kind: Literal["local", "ray"] = "local"
     cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
-    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] | None = None
     max_concurrent: PositiveInt | None = None
     address: str | None = None
 
@@ -141,6 +147,15 @@ class Failures(Frozen):
     def retries_left(self, failure: str, attempt: int) -> bool:
         """Whether a trial on its ``attempt``-th retry (0: the first run) that failed with ``failure`` is tried again."""
         return failure in {k.value for k in self.retry_on} and attempt < self.retries
+
+
+#: Recipe and fidelity fields added after studies were first recorded, with their defaults: left out
+#: of a study's identity while at those defaults, so that a study started before them still resumes.
+_ADDED_LATER = {"aux_weight": 0.4, "drop_path": None, "width": 1.0, "depth": 1.0}
+
+
+def _without_new_defaults(dump: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dump.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 class StudyConfig(Frozen):
@@ -189,6 +204,19 @@ class StudyConfig(Frozen):
                 raise ValueError(f"item {i} is not a zoo network, got {name!r}; {hint}")
         return v
 
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _recipe_preset(cls, v: Any) -> Any:
+        """``recipe: {preset: search, batch_size: 32}``: a preset with some fields changed, as in a recipe file."""
+        if isinstance(v, dict) and "preset" in v:
+            from nasx.train.recipe import preset
+
+            rest = {k: x for k, x in v.items() if k != "preset"}
+            if rest:  # a changed preset is not the preset: it must not share its name (run keys, tables)
+                rest.setdefault("name", f"{v['preset']}-custom")
+            return {**preset(str(v["preset"])).model_dump(), **rest}
+        return v
+
     @field_validator("recipe")
     @classmethod
     def _recipe(cls, v: str | Recipe) -> str | Recipe:
@@ -208,17 +236,20 @@ class StudyConfig(Frozen):
         return {
             "space": self.space,
             "objectives": [o.value for o in self.objectives],
-            "fidelity": self.fidelity.model_dump(mode="json"),
-            "recipe": self.resolved_recipe().model_dump(mode="json"),
+            "fidelity": _without_new_defaults(self.fidelity.model_dump(mode="json")),
+            "recipe": _without_new_defaults(self.resolved_recipe().model_dump(mode="json")),
             "data": self.data.model_dump(mode="json"),
         }
 
     @classmethod
-    def load(cls, path: str | Path) -> StudyConfig:
+    def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
         """Read and validate a study file, its design space included, so that a bad file fails before any trial.
 
-        Raises :class:`StudyError` with one message naming the place: the line and column of a YAML
-        syntax error or of a key given twice, or the field path of a value that breaks a rule.
+        ``overrides``: ``PATH=VALUE`` settings applied on top of the file (the CLI's ``--set``), e.g.
+        ``fidelity.epochs=1`` or ``data.source=mini``; VALUE is read as YAML (``[a, b]``, ``{k: v}``,
+        ``null``). Raises :class:`StudyError` with one message naming the place: the line and column
+        of a YAML syntax error or of a key given twice, the ``--set`` at fault, or the field path of a
+        value that breaks a rule.
         """
         path = Path(path)
         try:
@@ -227,7 +258,9 @@ class StudyConfig(Frozen):
             raise StudyError(f"{path}: {exc}") from None
         if not isinstance(data, dict):
             raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
-        cfg = validated(data, str(path))
+        for setting in overrides:
+            apply_override(data, setting)
+        cfg = validated(data, str(path) + (" with --set " + ", ".join(overrides) if overrides else ""))
         from nasx.space.design import load_space
 
         try:
@@ -235,6 +268,27 @@ class StudyConfig(Frozen):
         except NasxError as exc:
             raise StudyError(f"{path}: space: {exc}") from None
         return cfg
+
+
+def apply_override(data: dict[str, Any], setting: str) -> None:
+    """Set ``data[a][b]... = value`` from ``"a.b...=value"`` (VALUE read as YAML), creating mappings on the way."""
+    key, sep, text = setting.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise StudyError(f"--set {setting!r}: expected PATH=VALUE, e.g. fidelity.epochs=1")
+    try:
+        value = parse_yaml(text) if text.strip() else None
+    except YamlProblem as exc:
+        raise StudyError(f"--set {setting!r}: the value is not YAML: {exc}") from None
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise StudyError(f"--set {setting!r}: {'.'.join(parts[: i + 1])} is not a mapping (it is {child!r})")
+        node = child
+    node[parts[-1]] = value
 
 
 def study_file(study: str) -> Path | None:

@@ -118,7 +118,12 @@ def check_data(study: optuna.Study, data_sha256: str | None) -> None:
 
 
 def begin_run(
-    study: optuna.Study, cfg: StudyConfig, space_digest: str, data_sha256: str | None, worker_id: str, val_images: int | None = None
+    study: optuna.Study,
+    cfg: StudyConfig,
+    space_digest: str,
+    data_sha256: str | None,
+    worker_id: str,
+    val_images: int | None = None,
 ) -> int:
     """Record this search run: the study's provenance (first run only), a new segment when settings changed, and the
     run entry. Call it under the worker's ``ask.lock``. Returns the run's index in ``runs``."""

@@ -54,6 +54,10 @@ class Key(StrEnum):
     CURVE = "curve"
     WALL_S = "wall_s"
     DEVICE = "device"
+    PROXY_PARAMS = "proxy_params"  # the network trained, when the fidelity scales the genotype down
+    PROXY_MACS = "proxy_macs"
+    DEVICE_NAME = "device_name"
+    CUDA = "cuda"
     CORES = "cores"  # CPU threads a trial trained with (CPU devices)
     GPUS = "gpus"  # GPUs (or a fraction) a trial trained with (CUDA devices)
     DUPLICATE_OF = "duplicate_of"
@@ -96,6 +100,10 @@ class TrialRecord:
     curve: tuple[float, ...] = ()
     wall_s: float | None = None
     device: str | None = None
+    proxy_params: int | None = None
+    proxy_macs: int | None = None
+    device_name: str | None = None
+    cuda: str | None = None
     cores: float | None = None
     gpus: float | None = None
     duplicate_of: int | None = None
@@ -138,7 +146,13 @@ class TrialRecord:
     @property
     def evaluated(self) -> bool:
         """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
-        return self.finished and self.is_candidate and self.digest is not None and self.status != Status.INFEASIBLE and not self.retried
+        return (
+            self.finished
+            and self.is_candidate
+            and self.digest is not None
+            and self.status != Status.INFEASIBLE
+            and not self.retried
+        )
 
     @property
     def full_fidelity(self) -> bool:
@@ -158,11 +172,15 @@ class TrialRecord:
             "string": self.string,
             "params": self.params,
             "macs": self.macs,
+            "proxy_params": self.proxy_params,
+            "proxy_macs": self.proxy_macs,
             "val_acc": self.val_acc,
             "epochs": len(self.curve),
             "curve": list(self.curve),
             "wall_s": self.wall_s,
             "device": self.device,
+            "device_name": self.device_name,
+            "cuda": self.cuda,
             "cores": self.cores,
             "gpus": self.gpus,
             "duplicate_of": self.duplicate_of,
@@ -215,6 +233,10 @@ def read(t: FrozenTrial | optuna.Trial) -> TrialRecord:
         curve=tuple(float(x) for x in (a.get(Key.CURVE) or ())),
         wall_s=a.get(Key.WALL_S),
         device=a.get(Key.DEVICE),
+        proxy_params=_int(a.get(Key.PROXY_PARAMS)),
+        proxy_macs=_int(a.get(Key.PROXY_MACS)),
+        device_name=a.get(Key.DEVICE_NAME),
+        cuda=a.get(Key.CUDA),
         cores=a.get(Key.CORES),
         gpus=a.get(Key.GPUS),
         duplicate_of=_int(a.get(Key.DUPLICATE_OF)),
@@ -264,7 +286,11 @@ def write_genotype(
     family: str,
     params: int,
     macs: int,
+    proxy_params: int | None = None,
+    proxy_macs: int | None = None,
 ) -> None:
+    if proxy_params is not None and proxy_macs is not None:
+        _set(trial, proxy_params=int(proxy_params), proxy_macs=int(proxy_macs))
     _set(
         trial,
         role=Role(role).value,
@@ -283,7 +309,14 @@ def write_curve(trial: optuna.Trial, curve: list[float]) -> None:
 
 
 def write_run(
-    trial: optuna.Trial, wall_s: float, device: str | None = None, *, cores: float | None = None, gpus: float | None = None
+    trial: optuna.Trial,
+    wall_s: float,
+    device: str | None = None,
+    *,
+    cores: float | None = None,
+    gpus: float | None = None,
+    device_name: str | None = None,
+    cuda: str | None = None,
 ) -> None:
     """Wall seconds of training, the device it ran on (``cpu``, ``cuda:0``, ...) and the CPU threads or GPUs it
     held: what the search cost (:func:`nasx.results.compute_cost`)."""
@@ -294,6 +327,10 @@ def write_run(
         _set(trial, cores=float(cores))
     if gpus is not None:
         _set(trial, gpus=float(gpus))
+    if device_name:
+        _set(trial, device_name=device_name)
+    if cuda:
+        _set(trial, cuda=cuda)
 
 
 def write_status(trial: optuna.Trial, status: Status, reason: str | None = None) -> None:

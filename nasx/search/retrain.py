@@ -29,6 +29,7 @@ from nasx.search.trial import held
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
 
+
 @dataclass(frozen=True)
 class Model:
     """One model to retrain: a front member (``number`` is its trial) or a baseline (``number`` None)."""
@@ -262,9 +263,13 @@ def _on_ray(
     if started:
         ray.init(address=ex.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        task = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_retries=0)(_train)
+        from nasx.search.executors.ray import ray_device, trial_resources
+
+        gpus = trial_resources(ex.gpus_per_trial, cfg.device, float(ray.cluster_resources().get("GPU", 0)))
+        device = ray_device(cfg.device, gpus > 0)
+        task = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=gpus, max_retries=0)(_train)
         data_ref, test_ref = ray.put(splits), ray.put(test)
-        pending = {task.remote(job, data_ref, test_ref, recipe, fidelity, cfg.device): job for job in jobs}
+        pending = {task.remote(job, data_ref, test_ref, recipe, fidelity, device): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])

@@ -85,7 +85,9 @@ def run_search(
             splits, data_sha256 = datasets.split(full, val, cfg.data.split_seed, source=full.source), full.digest
             check_baselines(cfg, full.train.images.shape[1], len(full.train.classes))
         with worker.turn():
-            run_index = provenance.begin_run(study, cfg, digest, data_sha256, worker.id, None if splits is None else len(splits.val))
+            run_index = provenance.begin_run(
+                study, cfg, digest, data_sha256, worker.id, None if splits is None else len(splits.val)
+            )
             retried = recover_stale(study, worker, cfg.failures)
         decider = None
         if cfg.early_stopping.kind == "asha":

@@ -444,7 +444,10 @@ def census_set(study: optuna.Study, sampler_kind: str) -> tuple[dict[int, float]
         done = {r.number: r.values[0] for r in census if r.values}
         lost = len(census) - len(done)
         extra = f"; {lost} left out (a duplicate of a trial stopped early)" if lost else ""
-        return done, f"the study's random census: {len(done)} candidates drawn uniformly at random, each trained to full fidelity{extra}"
+        return (
+            done,
+            f"the study's random census: {len(done)} candidates drawn uniformly at random, each trained to full fidelity{extra}",
+        )
     if sampler_kind != "random":
         return {}, (
             f"not computed: the study's sampler ({sampler_kind}) is model-based and early stopping keeps survivors, so its "
@@ -482,9 +485,7 @@ def importances(study: optuna.Study, accuracy: dict[int, float] | None = None, w
     if len(done) < MIN_IMPORTANCE_TRIALS:
         return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} trials, got {len(done)}"
     scratch = optuna.create_study(direction="maximize")
-    scratch.add_trials(
-        [optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=acc) for t, acc in done]
-    )
+    scratch.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=acc) for t, acc in done])
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
         found = optuna.importance.get_param_importances(scratch, evaluator=evaluator)

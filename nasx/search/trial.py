@@ -1,9 +1,9 @@
 """One trial, whichever executor runs it: ask, sample, check cost and constraints, de-duplicate, train, record.
 
 Every outcome is recorded in the trial's record (:mod:`nasx.search.record`: a :class:`Status` with
-a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial` is the critical section every worker goes
-through, under the study's ``ask.lock``: recover stale trials, check the budget, ask, sample,
-screen. Its rules are stated in :mod:`nasx.search.study`.
+a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial`
+is the critical section every worker goes through, under the study's ``ask.lock``: recover stale
+trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.study`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
-from nasx.train.recipe import Recipe
+from nasx.train.recipe import Fidelity, Recipe
 
 
 @dataclass
@@ -106,11 +106,18 @@ def replay_rungs(ctx: Context) -> None:
                 ctx.decider.record(m, RungEntry(str(r.number), r.curve[m - 1], costs))
 
 
-def record_genotype(trial: optuna.Trial, net: Network, role: Role | str, name: str | None = None) -> tuple[int, int]:
-    """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``."""
+def record_genotype(
+    trial: optuna.Trial, net: Network, role: Role | str, name: str | None = None, fidelity: Fidelity | None = None
+) -> tuple[int, int]:
+    """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``.
+
+    With a ``fidelity`` that trains a scaled proxy, the proxy's params and MACs are stored too
+    (``proxy_params``, ``proxy_macs``); the returned figures are always the genotype's own.
+    """
     from nasx.models.complexity import complexity
 
     cost = complexity(net)
+    small = complexity(fidelity.network(net)) if fidelity is not None and fidelity.proxy else None
     rec.write_genotype(
         trial,
         role=Role(role),
@@ -121,6 +128,8 @@ def record_genotype(trial: optuna.Trial, net: Network, role: Role | str, name: s
         family=zoo.family(net),
         params=cost.params,
         macs=cost.macs,
+        proxy_params=None if small is None else small.params,
+        proxy_macs=None if small is None else small.macs,
     )
     return cost.params, cost.macs
 
@@ -184,7 +193,14 @@ def train_and_record(
         rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    rec.write_run(trial, time.perf_counter() - t0, device_used[0], **held(device_used[0], ctx))
+    rec.write_run(
+        trial,
+        time.perf_counter() - t0,
+        device_used[0],
+        **held(device_used[0], ctx),
+        device_name=getattr(result, "device_name", None),
+        cuda=getattr(result, "cuda", None),
+    )
     if result.state == Status.STOPPED.value:
         rec.write_stopped_at(trial, result.epochs)
         return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
@@ -274,7 +290,7 @@ def screen(ctx: Context, trial: optuna.Trial, early_stop: bool = True) -> Outcom
     """
     try:
         net = ctx.space.sample(trial)
-        params, macs = record_genotype(trial, net, Role.CANDIDATE)
+        params, macs = record_genotype(trial, net, Role.CANDIDATE, fidelity=ctx.cfg.fidelity)
     except NasxError as exc:
         return finish(ctx.study, trial, Status.INFEASIBLE, None, f"not a valid network: {exc}")
     except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
@@ -365,6 +381,6 @@ def ask_baseline(ctx: Context, name: str) -> Candidate:
     if before:
         rec.write_retry(trial, before[-1].number, len(before))
     net = zoo.get(name)
-    params, macs = record_genotype(trial, net, Role.BASELINE, name)
+    params, macs = record_genotype(trial, net, Role.BASELINE, name, fidelity=ctx.cfg.fidelity)
     rec.mark_training(trial)
     return Candidate(trial, net, params, macs, early_stop=False)

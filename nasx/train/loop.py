@@ -76,6 +76,8 @@ class TrainResult:
     channels_last: bool
     resumed_from: int = 0  # epochs already done when this call started
     extra: dict[str, Any] = field(default_factory=dict)
+    device_name: str = ""  # e.g. "NVIDIA H200", or the CPU's model name
+    cuda: str = ""  # the CUDA version torch was built with, on a CUDA device
 
     @property
     def val_acc(self) -> float:
@@ -91,6 +93,33 @@ class TrainResult:
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """The device's model name: the GPU's (``NVIDIA H200``) or the CPU's (from /proc/cpuinfo where there is one)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def check_device(device: torch.device) -> None:
+    """Refuse a device this machine does not have, before any data is loaded or folder written."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NasxError(f"device: {device}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NasxError(f"device: {device}: there are {torch.cuda.device_count()} CUDA GPUs here (cuda:0 .. cuda:N-1)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise NasxError(f"device: {device}: MPS is not available on this machine")
 
 
 def _bf16_ok(device: torch.device) -> bool:
@@ -255,7 +284,9 @@ def split_outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.T
     return out, ()
 
 
-def training_loss(out: torch.Tensor | tuple[torch.Tensor, ...], y: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+def training_loss(
+    out: torch.Tensor | tuple[torch.Tensor, ...], y: torch.Tensor, recipe: Recipe
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, logits)``: cross-entropy of the logits plus ``recipe.aux_weight`` times that of each auxiliary head."""
     logits, aux = split_outputs(out)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
@@ -350,10 +381,11 @@ def train(
     """
     fidelity = fidelity or Fidelity()
     device = torch.device(device) if device is not None else default_device()
+    check_device(device)
     precision, channels_last = resolve_precision(recipe, device)
     epochs = fidelity.epochs_for(recipe)
     torch.manual_seed(seed)
-    model = build_network(genotype).to(device)
+    model = build_network(fidelity.network(genotype)).to(device)
     if recipe.zero_init_residual:
         zero_init_residual(model)
     if channels_last:
@@ -464,4 +496,6 @@ def train(
         precision=precision,
         channels_last=channels_last,
         resumed_from=resumed_from,
+        device_name=device_name(device),
+        cuda=(torch.version.cuda or "") if device.type == "cuda" else "",
     )

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nasx.errors import NasxError, validation_problems
+from nasx.space.genotype import Network
+from nasx.space.scale import scaled
 from nasx.yamlfiles import YamlProblem, read_text
 from nasx.yamlfiles import parse as parse_yaml
 
@@ -109,18 +111,33 @@ class Recipe(Frozen):
 
 
 class Fidelity(Frozen):
-    """How much training: ``epochs`` (None: the recipe's), a seeded ``fraction`` of the training split, ``resolution``.
+    """How much training: ``epochs`` (None: the recipe's), a seeded ``fraction`` of the training split,
+    ``resolution``, and the network's size (``width``, ``depth``).
 
     ``resolution`` None trains at the genotype's input resolution; a smaller one trains on
-    downsampled images (a cheaper proxy: the networks end in global pooling).
+    downsampled images (a cheaper proxy: the networks end in global pooling). ``width`` and
+    ``depth`` < 1 train a narrower, shallower proxy of the genotype (:func:`nasx.space.scale.scaled`:
+    DARTS searches at width 4/9 and depth 1/3 of its evaluation network); the genotype itself stays
+    the evaluation network, whose params and MACs a study's objectives use.
     """
 
     epochs: PositiveInt | None = None
     fraction: Fraction = 1.0
     resolution: PositiveInt | None = None
+    width: Fraction = 1.0
+    depth: Fraction = 1.0
 
     def epochs_for(self, recipe: Recipe) -> int:
         return self.epochs if self.epochs is not None else recipe.epochs
+
+    @property
+    def proxy(self) -> bool:
+        """Whether this fidelity trains a smaller network than the genotype."""
+        return self.width != 1.0 or self.depth != 1.0
+
+    def network(self, genotype: Network) -> Network:
+        """The network trained at this fidelity: ``genotype`` itself, or its scaled proxy."""
+        return scaled(genotype, self.width, self.depth)
 
 
 def _validated(model: type[Any], data: dict[str, Any], where: str) -> Any:

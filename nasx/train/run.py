@@ -120,6 +120,9 @@ def train_run(
         "channels_last": result.channels_last,
         "data": data.source,
     }
+    if fidelity.proxy:  # the network trained was the genotype's scaled proxy: its own figures too
+        small = complexity(fidelity.network(genotype))
+        summary.update(trained_params=small.params, trained_macs=small.macs, width=fidelity.width, depth=fidelity.depth)
     if test is not None:
         test_loss, test_acc = evaluate(
             result.model,

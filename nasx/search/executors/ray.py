@@ -42,6 +42,7 @@ def _trainable(config: dict[str, Any]) -> None:
     from nasx.train.loop import TrainingFailed, train
     from nasx.train.recipe import Fidelity, Recipe
 
+    device = ray_device(config["device"], bool(config.get("gpus")))
     key = (config["source"], config["val_size"], config["split_seed"])
     if key not in _DATA and config.get("dry_run_s") is None:
         _DATA[key] = datasets.load_splits(
@@ -60,19 +61,55 @@ def _trainable(config: dict[str, Any]) -> None:
 
             result = dry_train(net, fidelity.epochs_for(recipe), config["dry_run_s"], report)
         else:
-            result = train(net, _DATA[key], recipe, fidelity, seed=config["seed"], device=config["device"], callback=report)
+            result = train(net, _DATA[key], recipe, fidelity, seed=config["seed"], device=device, callback=report)
         tune.report(
             {
                 "epoch": result.epochs,
                 "val_acc": result.val_acc,
                 "finished": True,
                 "device": result.device,
+                "device_name": result.device_name,
+                "cuda": result.cuda,
                 "wall_s": time.perf_counter() - t0,
             }
         )
     except TrainingFailed as exc:
         failed = f"{exc.reason} in epoch {exc.epoch}: {exc.detail}"
         tune.report({"epoch": exc.epoch, "val_acc": 0.0, "failed": failed, "failure": exc.reason})
+
+
+def ray_device(device: str | None, has_gpu: bool) -> str:
+    """The device a Ray trial trains on. Ray shows a trial only the GPUs it was given, as ``cuda:0``..., so a
+    configured ``cuda:N`` means "a GPU" there; a trial given no GPU trains on the CPU, never on a GPU it did not ask for."""
+    if not has_gpu:
+        return "cpu"
+    if device is None or device.startswith("cuda"):
+        return "cuda"
+    return device
+
+
+def trial_resources(gpus_per_trial: float | None, device: str | None, cluster_gpus: float) -> float:
+    """The GPU share each Ray trial requests, or a :class:`NasxError` for a setting that would mislead.
+
+    None: one GPU per trial when the cluster has GPUs (and the study does not say ``device: cpu``), 0 without.
+    A GPU device with ``gpus_per_trial: 0``, or GPUs requested on a cluster that has none, is refused.
+    """
+    wants_cpu = device is not None and device.startswith("cpu")
+    if gpus_per_trial is None:
+        return 1.0 if cluster_gpus > 0 and not wants_cpu else 0.0
+    if gpus_per_trial > 0 and cluster_gpus <= 0:
+        raise NasxError(
+            f"executor.gpus_per_trial: {gpus_per_trial:g} GPUs per trial, but the Ray cluster has no GPU; "
+            "set executor.gpus_per_trial: 0 (or leave it out) to train on CPUs"
+        )
+    if gpus_per_trial > 0 and wants_cpu:
+        raise NasxError(f"executor.gpus_per_trial: {gpus_per_trial:g} with device: {device}: pick one")
+    if gpus_per_trial == 0 and device is not None and device.startswith("cuda"):
+        raise NasxError(
+            f"device: {device} with executor.gpus_per_trial: 0 would put every Ray trial on one GPU; "
+            "set executor.gpus_per_trial (e.g. 0.5 for two trials per GPU) or leave it out"
+        )
+    return float(gpus_per_trial)
 
 
 class StudySearcher(Searcher):
@@ -90,6 +127,15 @@ class StudySearcher(Searcher):
         self.waiting: list[Candidate] = []
         self.errors: dict[str, tuple[str, str]] = {}  # Tune trial id -> (failure kind, reason), from RungScheduler
         self.error: NasxError | None = None  # raised by run_ray once Tune has stopped
+        self.gpus = 0.0  # each trial's GPU share, set by run_ray from the cluster
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its search algorithm into the experiment state (``tuner.pkl``) for a Tune-level restore,
+        which nasx never uses: the study is the state, and a resumed search reopens it. So the live objects
+        (the study, this worker's lock, the caller's progress callbacks) are left out of the pickle."""
+        state = self.__dict__.copy()
+        state.update(ctx=None, on_outcome=None, live={}, waiting=[], error=None)
+        return state
 
     def _report(self, outcome: Outcome) -> None:
         if self.on_outcome is not None:
@@ -153,6 +199,7 @@ class StudySearcher(Searcher):
             "fidelity": cfg.fidelity.model_dump(mode="json"),
             "seed": cfg.seed,
             "device": ctx.device,
+            "gpus": self.gpus,
             "dry_run_s": ctx.dry_run_s,
         }
 
@@ -179,8 +226,15 @@ class StudySearcher(Searcher):
             curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
             rec.write_curve(trial, curve)
         device = str(result.get("device") or "")
-        held = {"gpus": self.ctx.cfg.executor.gpus_per_trial} if device.startswith("cuda") else {"cores": self.ctx.cfg.executor.cpus_per_trial}
-        rec.write_run(trial, float(result.get("wall_s", 0.0)), device or None, **(held if device else {}))
+        share = {"gpus": self.gpus or 1.0} if device.startswith("cuda") else {"cores": self.ctx.cfg.executor.cpus_per_trial}
+        rec.write_run(
+            trial,
+            float(result.get("wall_s", 0.0)),
+            device or None,
+            **(share if device else {}),
+            device_name=result.get("device_name"),
+            cuda=result.get("cuda"),
+        )
         epochs = self.ctx.cfg.epochs
         if error:
             unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
@@ -258,7 +312,8 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
     try:
         remaining_time = None if wall_time is None else max(1.0, wall_time - progress(ctx.study).elapsed)
         searcher = StudySearcher(ctx, trials, on_outcome)
-        resources = {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial}
+        searcher.gpus = trial_resources(ex.gpus_per_trial, ctx.device, float(ray.cluster_resources().get("GPU", 0)))
+        resources = {"cpu": ex.cpus_per_trial, "gpu": searcher.gpus}
         scheduler = RungScheduler(ctx.decider, searcher.errors)
         tuner = tune.Tuner(
             tune.with_resources(_trainable, resources),
