@@ -202,6 +202,7 @@ def from_run(folder: Path) -> Source:
         "device": summary.get("device"),
         "duplicate_of": None,
         "test_acc": summary.get("test_acc"),
+        "test_images": summary.get("test_images"),
     }
     frame = rows_to_frame([row])
     frame["source"] = label

@@ -59,6 +59,12 @@ def _json_script(fig: go.Figure, ident: str) -> str:
     return f'<div class="figure" id="{ident}"></div><script type="application/json" id="{ident}-data">{text}</script>'
 
 
+def _n(row: pd.Series) -> int | None:
+    """The test-set size a run row recorded (None: unknown, so no interval is given)."""
+    n = row.get("test_images", None)
+    return None if n is None or pd.isna(n) else int(n)
+
+
 def _differences(sources: Sequence[Source]) -> list[str]:
     """What differs between the sources' setups (recipe, fidelity, data, validation split): accuracies measured
     under different setups are not comparable."""
@@ -119,7 +125,7 @@ def headline(sources: Sequence[Source]) -> list[str]:
             lines += _selection_lines(source)
             continue
         r = source.frame.iloc[0]
-        test = "" if pd.isna(r.get("test_acc", None)) else f"; test {single_run(r['test_acc'], None, 'test images').text()}"
+        test = "" if pd.isna(r.get("test_acc", None)) else f"; test {single_run(r['test_acc'], _n(r), 'test images').text()}"
         lines.append(f"Run {source.label}: val {single_run(r['val_acc'], source.val_images).text()}{test} (one seed).")
     lines.append(
         "Search accuracies above are on the validation split at the study's search fidelity (± is 1.96 binomial SE); "
@@ -147,9 +153,8 @@ def final_headline(sources: Sequence[Source]) -> list[str]:
             if (f.data_sha256, f.epochs, f.recipe) != (b.data_sha256, b.epochs, b.recipe):
                 continue  # another setup: not comparable
             say = verdict(final_estimate(f), final_estimate(b))
-            lines.append(
-                f"Confirmed on test: {f.label} {say} {b.label}" + ("." if say == "beats" else " (intervals overlap or n=1).")
-            )
+            tail = "." if say == "beats" else " (the 95% intervals overlap, or one seed gives none)."
+            lines.append(f"On the test set (retrained, seeded): {f.label} {say} {b.label}{tail}")
     return lines
 
 
@@ -181,7 +186,8 @@ def top_models(sources: Sequence[Source]) -> str:
     out = ["<table><thead><tr>", *(f'<th class="{"num" if h in num else ""}">{h}</th>' for h in head), "</tr></thead><tbody>"]
     for source, r in rows:
         model = f"trial {r['number']} (front)" if r["role"] == Role.CANDIDATE else f"{r['name']} ({r['role']})"
-        test = "" if pd.isna(r.get("test_acc", None)) else f"<br>test {100 * r['test_acc']:.2f}%"
+        est = None if pd.isna(r.get("test_acc", None)) else single_run(r["test_acc"], _n(r), "test images")
+        test = "" if est is None else f"<br>test {esc(est.text())}"
         cells = [esc(source.label)] * multi + [
             f"<b>{esc(model)}</b>",
             esc(r["family"] or ""),
