@@ -312,12 +312,21 @@ def _study_config(study: str, overrides: list[str] | None = None) -> Any:
     return StudyConfig.load(path, overrides or ())
 
 
-def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> Table:
+def _acc(acc: float | None, n: int | None) -> str:
+    """A search accuracy with its n: ``47.25% ± 3.46 (±1.96 SE, n=800 val images)``."""
+    from nasx.results.noise import single_run
+
+    return "-" if acc is None else single_run(acc, n).text()
+
+
+def _results_table(rows: list[dict[str, Any]], front: set[int], title: str, n: int | None = None) -> Table:
     table = Table(title=escape(title))
     for col, justify in [("#", "right"), ("role", "left"), ("state", "left"), ("family", "left"), ("params", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for col in ("MACs", "val acc", "epochs", "front"):
+    val = f"val acc (±1.96 SE, n={n} val images)" if n else "val acc (n unknown)"
+    for col in ("MACs", val, "epochs", "front"):
         table.add_column(col, justify="right")
+    from nasx.results.noise import single_run
     from nasx.search.record import Role, Status
 
     shown = [r for r in rows if r["role"] == Role.BASELINE or r["number"] in front]
@@ -325,7 +334,8 @@ def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> T
         : max(0, 12 - len(shown))
     ]
     for r in sorted(shown, key=lambda r: (r["role"] != Role.BASELINE, -(r["val_acc"] or 0))):
-        acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%"
+        half = None if r["val_acc"] is None or not n else single_run(r["val_acc"], n).half
+        acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%" + ("" if half is None else f" ± {100 * half:.2f}")
         table.add_row(
             str(r["number"]),
             r["role"] + (f" {r['name']}" if r["role"] == Role.BASELINE else ""),
@@ -385,13 +395,13 @@ def search(
 
     def on_outcome(outcome: Any) -> None:
         p = study_progress(state["study"])
-        best = "" if p.best_acc is None else f"best {100 * p.best_acc:.2f}%"
+        best = "" if p.best_acc is None else f"best {_acc(p.best_acc, p.val_images)}"
         counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
         view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
         if outcome.state == Status.INFEASIBLE:  # counted in the bar; one line each would drown the trained ones
             return
         reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != Status.COMPLETE else ""
-        acc = f" val {100 * outcome.values[0]:.2f}%" if outcome.values else ""
+        acc = f" val {_acc(outcome.values[0], study_progress(state['study']).val_images)}" if outcome.values else ""
         view.console.print(f"trial {outcome.number}: {outcome.state}{acc}{reason}", highlight=False, markup=False)
 
     try:
@@ -403,7 +413,8 @@ def search(
         )
         raise typer.Exit(130) from None
     front = _front_numbers(summary.rows, cfg.objectives)
-    out.print(_results_table(summary.rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    title = f"{cfg.name}: baselines, the front (*) and the best trials"
+    out.print(_results_table(summary.rows, front, title, summary.progress.val_images))
     p = summary.progress
     counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
     out.print(
@@ -435,9 +446,9 @@ def status(
     if as_json:
         print(json.dumps({"progress": asdict(p), "front": sorted(front), "trials": rows}, indent=2))
         return
-    out.print(_results_table(rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    out.print(_results_table(rows, front, f"{cfg.name}: baselines, the front (*) and the best trials", p.val_images))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
-    best = "-" if p.best_acc is None else f"{100 * p.best_acc:.2f}%"
+    best = _acc(p.best_acc, p.val_images)
     out.print(f"{p.trials} trials ({counts}), {p.baselines} baselines, best val {best}, front {p.front}, {p.elapsed:.0f}s")
 
 

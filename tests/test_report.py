@@ -134,3 +134,16 @@ def test_report_and_compare_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "test 58.00%" in out.read_text()
     missing = runner.invoke(app, ["compare", "no-such-study", "--dir", str(tmp_path / "runs")])
     assert missing.exit_code == 2 and missing.output.count("error:") == 1 and "no-such-study" in missing.output
+
+
+def test_compare_of_sources_trained_differently_says_so_and_claims_nothing(study, tmp_path: Path) -> None:
+    _, source = study
+    run = tmp_path / "other-run"
+    run.mkdir()
+    summary = {"name": "r", "params": 10, "macs": 1000, "val_acc": 0.99, "test_acc": 0.98, "test_images": 100, "epochs": 30}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "config.yaml").write_text(json.dumps({"recipe": {"name": "standard", "lr": 0.2}, "fidelity": {"epochs": 30}}))
+    lines = headline([source, collect.from_run(run)])
+    assert lines[0].startswith("The sources differ in recipe, fidelity, data") and "not comparable" in lines[0]
+    assert not any(" beats " in line or "is beaten by" in line for line in lines)
+    assert any("test 98.00% ± 2.74 (±1.96 SE, n=100 test images)" in line for line in lines)

@@ -349,6 +349,7 @@ class Progress:
     best_acc: float | None
     front: int  # size of the study's front (nasx.results.front: candidates at full fidelity, duplicates collapsed)
     elapsed: float  # wall seconds spent in searches of this study, across runs
+    val_images: int | None = None  # the validation split's size: the n of every search accuracy (None: not recorded)
 
 
 def candidates(study: optuna.Study) -> list[FrozenTrial]:
@@ -387,6 +388,7 @@ def progress(study: optuna.Study) -> Progress:
         best_acc=max(accs) if accs else None,
         front=len(study_front(study)),
         elapsed=rec.elapsed(study),
+        val_images=(rec.study_attr(study, rec.PROVENANCE) or {}).get("val_images"),
     )
 
 
