@@ -122,7 +122,13 @@ def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[s
         "sampler": f"{cfg.sampler.kind.value}, seed {cfg.sampler.seed}",
         "seed": cfg.seed,
         "fidelity": f"{cfg.epochs} epochs, fraction {cfg.fidelity.fraction:g}"
-        + (f", resolution {cfg.fidelity.resolution}" if cfg.fidelity.resolution else ""),
+        + (f", resolution {cfg.fidelity.resolution}" if cfg.fidelity.resolution else "")
+        + (
+            f"; trained on a proxy network (width x{cfg.fidelity.width:.4g}, depth x{cfg.fidelity.depth:.4g}): "
+            "accuracies are the proxy's, params and MACs the evaluation network's"
+            if cfg.fidelity.proxy
+            else ""
+        ),
         "early stopping": cfg.early_stopping.kind
         + (
             f" (grace {cfg.early_stopping.grace}, reduction {cfg.early_stopping.reduction})"

@@ -131,6 +131,10 @@ def headline(sources: Sequence[Source]) -> list[str]:
         "Search accuracies above are on the validation split at the study's search fidelity (± is 1.96 binomial SE); "
         "they are a selection, not a confirmation. The test set is not used in search."
     )
+    if any("proxy network" in str(s.meta.get("fidelity", "")) for s in sources):
+        lines.append(
+            "They were measured on smaller proxy networks (see What was run); params and MACs are the evaluation networks'."
+        )
     lines += final_headline(sources)
     return lines
 
