@@ -194,6 +194,37 @@ def describe(
 
 @app.command()
 @_friendly
+def space(
+    name: Annotated[
+        str | None, typer.Argument(help="A shipped design space (see `nasx space`) or the path of a design-space YAML file.")
+    ] = None,
+    params: Annotated[bool, typer.Option("--params", help="List every parameter with its distribution and condition.")] = False,
+) -> None:
+    """A design space's size (points), parameter count and the zoo networks it contains; without NAME, every shipped space."""
+    from nasx.space.design import load_space, space_names
+
+    if name is None:
+        table = Table(title="nasx design spaces (points: parameter assignments)")
+        for col in ("name", "points", "parameters", "contains"):
+            table.add_column(col, justify="right" if col in ("points", "parameters") else "left")
+        for n in space_names():
+            sp = load_space(n)
+            table.add_row(n, str(sp.size()), str(len(sp.params())), ", ".join(sp.members))
+        out.print(table)
+        return
+    sp = load_space(name)
+    text = sp.describe()
+    lines = text.splitlines() if params else [line for line in text.splitlines() if not line.startswith("  ")]
+    for line in lines:
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
+    if sp.description:
+        out.print(sp.description, soft_wrap=True, highlight=False, markup=False)
+    if not params:
+        out.print("(--params lists every parameter)", highlight=False, markup=False)
+
+
+@app.command()
+@_friendly
 def train(
     network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
     data: Annotated[
@@ -398,7 +429,10 @@ def search(
         best = "" if p.best_acc is None else f"best {_acc(p.best_acc, p.val_images)}"
         counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
         view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
-        if outcome.state == Status.INFEASIBLE:  # counted in the bar; one line each would drown the trained ones
+        if outcome.state in (
+            Status.INFEASIBLE,
+            Status.SCREENED,
+        ):  # counted in the bar; one line each would drown the trained ones
             return
         reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != Status.COMPLETE else ""
         acc = f" val {_acc(outcome.values[0], study_progress(state['study']).val_images)}" if outcome.values else ""
@@ -423,7 +457,8 @@ def search(
     if report:
         from nasx.report import collect
 
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name)
+        overlays = _overlays([cfg.overlay] if cfg.overlay else [], root, strict=False)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays)
 
 
 @app.command()
@@ -540,7 +575,8 @@ def retrain(
     if report:
         from nasx.report import collect
 
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, err if as_json else out)
+        overlays = _overlays([cfg.overlay] if cfg.overlay else [], root, strict=False)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays, err if as_json else out)
 
 
 @app.command("export")
@@ -622,7 +658,27 @@ def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _write_report(sources: list[Any], out_file: str | None, title: str, console: Console | None = None) -> None:
+def _overlays(names: list[str], root: str, strict: bool) -> list[Any]:
+    """The classics studies to overlay; a missing one is an error when asked for on the command line
+    (``strict``), a warning when it comes from the study's ``overlay:`` (the search's own report still gets written)."""
+    from pathlib import Path
+
+    from nasx.report import collect
+
+    found = []
+    for name in names:
+        try:
+            found.append(collect.overlay(name, Path(root)))
+        except NasxError as exc:
+            if strict:
+                raise
+            err.print(f"[yellow]warning:[/] not overlaid: {escape(str(exc))}", soft_wrap=True)
+    return found
+
+
+def _write_report(
+    sources: list[Any], out_file: str | None, title: str, overlays: list[Any] | None = None, console: Console | None = None
+) -> None:
     import re
     from pathlib import Path
 
@@ -632,7 +688,7 @@ def _write_report(sources: list[Any], out_file: str | None, title: str, console:
     if path.suffix.lower() not in (".html", ".htm"):
         raise typer.BadParameter(f"--out must end in .html, got {str(path)!r}")
     with err.status("writing the report (figures, fANOVA, diagrams)"):
-        files = write_report(sources, path, title)
+        files = write_report(sources, path, title, overlays or [])
     (console or out).print(
         f"report: {files.html}  ({files.figures} figures; trial table: {files.csv.name}, {files.parquet.name})", highlight=False
     )
@@ -647,6 +703,10 @@ def report(
     ] = None,
     overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    overlay: Annotated[
+        list[str] | None,
+        typer.Option(help="A finished classics study whose hand-designed front the fronts draw (default: the config's overlay)."),
+    ] = None,
 ) -> None:
     """Write a study's report: one self-contained HTML page plus the trial table as CSV and parquet.
 
@@ -659,7 +719,8 @@ def report(
     from nasx.report import collect
 
     cfg = _study_config(study, overrides)
-    _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name)
+    names = overlay if overlay else ([cfg.overlay] if cfg.overlay else [])
+    _write_report([collect.from_study(cfg, Path(root))], out_file, cfg.name, _overlays(names, root, strict=bool(overlay)))
 
 
 @app.command()

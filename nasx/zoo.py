@@ -85,12 +85,10 @@ def family(net: Network) -> str:
                     label += "-grouped"
                 if block.preact:
                     label += "-preact"
-                if block.se:
-                    label += "+se"
-            if label == "mbconv" and block.se:
-                label += "+se"
             if label == "inception" and block.factorized:
                 label += "-factorized"
+            if getattr(block, "se", 0):  # every family that takes squeeze-excite
+                label += "+se"
             if label not in labels:
                 labels.append(label)
     return "/".join(labels)

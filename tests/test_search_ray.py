@@ -171,3 +171,21 @@ def test_a_ray_worker_killed_during_a_trial_is_recorded_failed_and_retried(tmp_p
     retry = [r for r in summary.rows if r["retry_of"] == killed[0]]
     assert len(retry) == 1 and retry[0]["state"] in ("complete", "duplicate") and retry[0]["digest"] == lost["digest"]
     assert summary.progress.trials == budget and max(trained_per_digest(summary.rows).values()) == 1
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_a_proxy_prefilter_study(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        budget={"trials": 2},
+        fidelity={"epochs": 1},
+        early_stopping={"kind": "none"},
+        proxies={"use": "prefilter", "compute": ["params", "naswot"], "draw": 4, "keep": 2, "batches": 1, "batch_size": 16},
+        executor={"kind": "ray", "cpus_per_trial": 1, "max_concurrent": 2},
+    )
+    summary = run_search(cfg, root=tmp_path / "runs", space=TinySpace())
+    rows = [r for r in summary.rows if r["role"] == "candidate"]
+    trained = [r for r in rows if r["state"] == "complete"]
+    assert len(trained) == 2 == summary.progress.trials
+    assert all(r["proxies"]["naswot"] is not None for r in trained), "scored on the driver before scheduling"
+    assert sum(1 for r in rows if r["state"] == "screened" and "ranked" in r["reason"]) == 2

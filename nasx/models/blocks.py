@@ -20,7 +20,6 @@ from nasx.models.layers import (
     act_layer,
     conv_norm_act,
     dil_conv,
-    make_divisible,
     norm_act,
     pool2d,
     relu_conv_bn,
@@ -43,6 +42,7 @@ from nasx.space.genotype import (
     ResidualBlock,
     SeparableBlock,
     TransitionBlock,
+    se_hidden,
 )
 from nasx.space.ops import Act, CellOp, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
 
@@ -71,11 +71,19 @@ def build_block(block: Any, cin: int) -> nn.Module:
     return builder(block, cin)
 
 
+def _se(channels: int, b: Any) -> nn.Module:
+    """The squeeze-excite of a block that takes one (``se``, ``se_rule``), or the identity."""
+    return SqueezeExcite(channels, se_hidden(channels, b.se, b.se_rule)) if b.se else nn.Identity()
+
+
 @register(Kind.CONV)
 def _conv(b: ConvBlock, cin: int) -> nn.Module:
-    return conv_norm_act(
+    conv = conv_norm_act(
         cin, b.out, b.kernel, b.stride, b.pad, dilation=b.dilation, groups=b.groups, bias=b.bias, norm=b.norm, act=b.act
     )
+    if b.se:
+        conv.add_module("se", _se(b.out, b))
+    return conv
 
 
 @register(Kind.POOL)
@@ -116,7 +124,7 @@ class Residual(nn.Module):
                 body += [nn.BatchNorm2d(co)] + ([] if last else [act_layer(b.act)])
         self.pre = norm_act(cin, b.act) if b.preact else nn.Identity()
         self.body = nn.Sequential(*body)
-        self.se = SqueezeExcite(out, make_divisible(out * b.se)) if b.se else nn.Identity()
+        self.se = _se(out, b)
         self.project = False
         if cin == out and b.stride == 1:
             self.shortcut: nn.Module = nn.Identity()
@@ -194,6 +202,8 @@ class Separable(nn.Module):
             body.append(act_layer(b.act))
         if b.stride > 1:
             body.append(nn.MaxPool2d(3, b.stride, 1))
+        if b.se:
+            body.append(_se(b.out, b))
         self.body = nn.Sequential(*body)
         self.shortcut: nn.Module | None = None
         if b.residual:
@@ -232,23 +242,27 @@ def _fire(b: FireBlock, cin: int) -> nn.Module:
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: [1x1 expand] -> depthwise kxk -> [SE] -> linear 1x1 projection, + input when shapes match."""
+    """MobileNetV2 block: [1x1 expand] -> depthwise kxk -> [SE] -> linear 1x1 projection, + input when shapes
+    match (or + a 1x1 projection of it, ``project_shortcut``)."""
 
     def __init__(self, b: MBConvBlock, cin: int) -> None:
         super().__init__()
         mid = b.mid(cin)
         body: dict[str, nn.Module] = {}
-        if b.expand != 1:
+        if b.has_expand:
             body["expand"] = conv_norm_act(cin, mid, 1, act=b.act)
         body["depthwise"] = conv_norm_act(mid, mid, b.kernel, b.stride, b.kernel // 2, groups=mid, act=b.act)
         if b.se:
-            body["se"] = SqueezeExcite(mid, make_divisible(mid * b.se))
+            body["se"] = _se(mid, b)
         body["project"] = conv_norm_act(mid, b.out, 1, act=Act.NONE)
         self.body = nn.Sequential(OrderedDict(body))
         self.residual = b.residual(cin)
+        self.shortcut = conv_norm_act(cin, b.out, 1, act=Act.NONE) if b.projected(cin) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
+        if self.shortcut is not None:
+            return y + self.shortcut(x)
         return x + y if self.residual else y
 
 
@@ -285,7 +299,8 @@ def _concat(branches: tuple[tuple[Any, ...], ...], cin: int) -> tuple[Concat, in
 
 @register(Kind.INCEPTION)
 def _inception(b: InceptionBlock, cin: int) -> nn.Module:
-    return _concat(b.branches, cin)[0]
+    module, width = _concat(b.branches, cin)
+    return nn.Sequential(module, _se(width, b)) if b.se else module
 
 
 class InceptionResidual(nn.Module):

@@ -242,3 +242,15 @@ def resolve(item: str, root: Path) -> Source:
     if found is None:
         raise ReportError(f"{item!r} is neither a study config (a YAML file, or a name in studies/) nor a run folder")
     return from_study(StudyConfig.load(found), root)
+
+
+def overlay(item: str, root: Path) -> Source:
+    """A finished classics study (a baselines-only study, config path or name in studies/) whose hand-designed
+    front a report overlays; :class:`ReportError` when it is a run folder or has no finished baseline."""
+    source = resolve(item, root)
+    if source.kind != "study":
+        raise ReportError(f"overlay {item!r}: give a study (e.g. cifar10-classics), not a run folder")
+    frame = source.frame
+    if not ((frame["role"] == "baseline") & (frame["state"] == "complete")).any():
+        raise ReportError(f"overlay {item!r} has no finished baseline yet: run `nasx search {item}` first")
+    return source

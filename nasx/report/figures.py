@@ -28,6 +28,7 @@ PALETTE = qualitative.D3 + qualitative.Set2
 STOPPED = "#9e9e9e"
 BASELINE = "#222222"
 RUN = "run"  # the role of a `nasx train` run folder's one row (collect.from_run)
+HAND_DESIGNED = "#555555"
 EDF_BINS = 8
 LAYOUT = {"template": "plotly_white", "height": 460, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}}
 
@@ -99,8 +100,44 @@ def references(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["role"].isin([Role.BASELINE.value, RUN]) & (frame["state"] == Status.COMPLETE) & _has_costs(frame)]
 
 
-def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
-    """Validation accuracy against ``cost`` (log axis): trials by group, stopped trials apart, the fronts, the baselines."""
+def hand_designed_front(frame: pd.DataFrame, cost: str, name: str, dash: str = "dot") -> go.Scatter | None:
+    """The non-dominated finished baselines of ``frame`` (the hand-designed networks) as one step line; None without any."""
+    base = references(frame)
+    base = base[base["role"] == "baseline"]
+    if not len(base):
+        return None
+    x, y = front_steps(base["val_acc"].to_numpy(float), base[cost].to_numpy(float))
+    line = {"shape": "hv", "dash": dash, "width": 2, "color": HAND_DESIGNED}
+    return go.Scatter(x=x, y=100 * y, mode="lines", line=line, name=esc(name), hoverinfo="skip")
+
+
+def overlay_traces(overlay: Source, cost: str) -> list[go.Scatter]:
+    """An overlaid classics study: its baselines as open diamonds and their front as a dashed line."""
+    base = references(overlay.frame)
+    base = base[base["role"] == "baseline"]
+    if not len(base):
+        return []
+    fidelity = overlay.meta.get("fidelity", "")
+    markers = go.Scatter(
+        x=base[cost].astype(float),
+        y=100 * base["val_acc"],
+        mode="markers+text",
+        name=esc(f"hand-designed ({overlay.label})"),
+        text=[esc(n) for n in base["name"]],
+        textposition="bottom center",
+        textfont={"color": HAND_DESIGNED, "size": 10},
+        marker={"color": HAND_DESIGNED, "symbol": "diamond-open", "size": 10},
+        cliponaxis=False,
+        hovertext=[hover(r) for _, r in base.iterrows()],
+        hoverinfo="text",
+    )
+    line = hand_designed_front(overlay.frame, cost, f"hand-designed front ({overlay.label}; {fidelity})", dash="dash")
+    return [markers] + ([line] if line is not None else [])
+
+
+def front_figure(sources: Sequence[Source], cost: str, overlays: Sequence[Source] = ()) -> go.Figure:
+    """Validation accuracy against ``cost`` (log axis): trials by group, stopped trials apart, the fronts, the baselines
+    and their (hand-designed) front, and the hand-designed fronts of ``overlays`` (finished classics studies)."""
     frame = combined(sources)
     groups = Groups.of(frame)
     fig = go.Figure()
@@ -153,7 +190,15 @@ def front_figure(sources: Sequence[Source], cost: str) -> go.Figure:
             hovertext=[hover(r) for _, r in refs.iterrows()],
             hoverinfo="text",
         )
-    xs = np.log10(frame.loc[_has_costs(frame), cost].astype(float).to_numpy())
+    for source in sources:
+        label = "hand-designed front" + (f" ({source.label})" if len(sources) > 1 else "")
+        line = hand_designed_front(source.frame, cost, label)
+        if line is not None:
+            fig.add_trace(line)
+    for overlay in overlays:
+        fig.add_traces(overlay_traces(overlay, cost))
+    everything = combined([*sources, *overlays])
+    xs = np.log10(everything.loc[_has_costs(everything), cost].astype(float).to_numpy())
     pad = max(0.12, 0.06 * float(np.ptp(xs))) if xs.size else 0.0  # room for the baselines' labels
     fig.update_layout(
         **LAYOUT,

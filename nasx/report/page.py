@@ -139,6 +139,23 @@ def headline(sources: Sequence[Source]) -> list[str]:
     return lines
 
 
+def hand_designed_headline(sources: Sequence[Source], overlays: Sequence[Source] = ()) -> list[str]:
+    """One line per study with finished baselines (and per overlay): its hand-designed front, cheapest first."""
+    from nasx.results import pareto_front
+
+    lines = []
+    for source in [*sources, *overlays]:
+        base = references(source.frame)
+        base = base[base["role"] == "baseline"]
+        if not len(base):
+            continue
+        front = base[pareto_front(base["val_acc"].to_numpy(float), base["macs"].to_numpy(float))].sort_values("macs")
+        each = ", ".join(f"{r.name} {100 * r.val_acc:.2f}% at {human(r.macs)} MACs" for r in front.itertuples())
+        where = "overlaid from " if any(source is o for o in overlays) else ""
+        lines.append(f"Hand-designed front ({where}{source.label}, validation accuracy vs MACs): {each}.")
+    return lines
+
+
 def final_headline(sources: Sequence[Source]) -> list[str]:
     """The final runs in one line per model (test mean with a 95% t-interval over seeds; none for one seed), cheapest
     first, and each found model against each baseline of the same setup: "beats" only when the intervals separate."""
@@ -211,13 +228,53 @@ def top_models(sources: Sequence[Source]) -> str:
     return "".join(out)
 
 
+def _trust_table(table: list) -> str:
+    head = ["proxy", "n", "Kendall τ [95% CI]", "Spearman ρ [95% CI]", "against the parameter count"]
+    out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in head), "</tr></thead><tbody>"]
+    for t in table:
+        if t.proxy == "params":
+            verdict = "the reference"
+        else:
+            verdict = {
+                True: "beats it",
+                False: "<b>does not beat the parameter count</b>",
+                None: "no verdict (fewer than 5 networks, or a constant score)",
+            }[t.beats_reference]
+        cells = [f"<code>{esc(t.proxy)}</code>", str(t.n)]
+        for c in (t.kendall, t.spearman):
+            cells.append("—" if c.value != c.value else f"{c.value:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")
+        cells.append(verdict)
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def proxy_trust(sources: Sequence[Source]) -> str:
+    """Each study's zero-cost proxies against trained accuracy (search fidelity; final test accuracy when retrained)."""
+    from nasx.results.correlation import study_trust
+
+    parts = []
+    for source in (s for s in sources if s.kind == "study"):
+        tables = study_trust(source.frame, source.final)
+        if not tables:
+            continue
+        parts.append(f"<h3>{esc(source.label)}</h3><p>Against validation accuracy at the search fidelity:</p>")
+        parts.append(_trust_table(tables["search"]))
+        if "final" in tables:
+            parts.append("<p>Against the final test accuracy after retraining (mean over seeds):</p>")
+            parts.append(_trust_table(tables["final"]))
+    if not parts:
+        return '<p class="note">No trial was scored by a zero-cost proxy (add a <code>proxies:</code> section to the study).</p>'
+    return "".join(parts)
+
+
 def what_was_run(source: Source) -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in source.meta.items())
     return f"<h3>{esc(source.kind)} {esc(source.label)}</h3><table>{rows}</table>"
 
 
-def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> str:
-    """The whole page as a string."""
+def render(sources: Sequence[Source], title: str, files: Sequence[str] = (), overlays: Sequence[Source] = ()) -> str:
+    """The whole page as a string; ``overlays``: finished classics studies whose hand-designed fronts the fronts draw."""
     import plotly.offline
 
     if not sources:
@@ -230,7 +287,7 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
         figures.append(_json_script(fig, f"fig-{len(figures)}"))
         return figures[-1]
 
-    fronts = figure(front_figure(sources, "macs"), "") + figure(front_figure(sources, "params"), "")
+    fronts = figure(front_figure(sources, "macs", overlays), "") + figure(front_figure(sources, "params", overlays), "")
     finals = ""
     if any(s.final is not None and len(s.final) for s in sources):
         finals = (
@@ -247,7 +304,7 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
     )
     links = " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    items = "".join(f"<li>{esc(line)}</li>" for line in headline(sources))
+    items = "".join(f"<li>{esc(line)}</li>" for line in headline(sources) + hand_designed_headline(sources, overlays))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
@@ -260,12 +317,19 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = ()) -> 
 <ul class="headline">{items}</ul>
 <h2>1. Pareto fronts</h2>
 <p class="sub">Every trial trained to full fidelity is a point; the step line is the non-dominated set. Trials stopped
-early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe.</p>
+early are hollow grey and never join a front. Diamonds are baselines trained with the same recipe; the dotted line
+is their front, the hand-designed one (dashed, with open diamonds: overlaid from a classics study).</p>
 <div class="grid">{fronts}</div>{finals}
 <h2>2. Progress</h2>{progress}
 <h2>3. Design-space statistics</h2>{edfs}{importance}
 <h2>4. Top models</h2>{top_models(sources)}
-<h2>5. What was run</h2>{"".join(what_was_run(s) for s in sources)}
+<h2>5. Zero-cost proxy trust</h2>
+<p class="sub">Rank correlation of each proxy, scored on the untrained network, with the accuracy the network reached
+(trials trained to the study's fidelity, baselines included; duplicates and early-stopped trials left out). Intervals
+are 95% Fisher-z intervals. A proxy is worth its cost only where it beats the plain parameter count: a Kendall τ
+above the parameter count's and above zero.</p>
+{proxy_trust(sources)}
+<h2>6. What was run</h2>{"".join(what_was_run(s) for s in sources)}
 <script>{SCRIPT}</script>
 </body></html>
 """
@@ -283,13 +347,15 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
     """The trial table of every source, ``curve`` as a JSON list so CSV and parquet hold the same values."""
     frame = combined(sources).copy()
     frame["curve"] = [json.dumps(c) for c in frame["curve"]]
+    if "proxies" in frame.columns:  # name -> score, varying by study: JSON, like the curve
+        frame["proxies"] = [json.dumps(p if isinstance(p, dict) else {}) for p in frame["proxies"]]
     for col in ("params", "macs", "duplicate_of"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     return frame
 
 
-def write_report(sources: Sequence[Source], out: Path, title: str) -> ReportFiles:
-    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically."""
+def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:
+    """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays``: see :func:`render`."""
     from nasx.train.loop import atomic_write
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +363,6 @@ def write_report(sources: Sequence[Source], out: Path, title: str) -> ReportFile
     frame = table(sources)
     atomic_write(csv, lambda p: frame.to_csv(p, index=False))
     atomic_write(parquet, lambda p: frame.to_parquet(p, index=False))
-    text = render(sources, title, files=[csv.name, parquet.name])
+    text = render(sources, title, files=[csv.name, parquet.name], overlays=overlays)
     atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return ReportFiles(out, csv, parquet, text.count('class="figure"'))

@@ -72,9 +72,10 @@ class Budget(Frozen):
 
     ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
     ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
+    ``trials: 0`` samples no candidate: the study trains its baselines only (studies/cifar10-classics.yaml).
     """
 
-    trials: PositiveInt | None = None
+    trials: Annotated[int, Field(strict=True, ge=0)] | None = None
     wall_time: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("wall_time", mode="before")
@@ -158,6 +159,40 @@ def _without_new_defaults(dump: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dump.items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
+ProxyName = Literal["params", "synflow", "naswot", "grad_norm", "snip", "zico"]  # nasx.train.proxies.PROXY_NAMES
+
+
+class Proxies(Frozen):
+    """Zero-cost proxies (``nasx.train.proxies``) scored for every trained trial before training, and how the search uses them.
+
+    ``use``: ``record`` (recorded only, for the report's trust section); ``prefilter`` (draw ``draw``
+    feasible new candidates, score them, train only the best ``keep`` by ``rank_by``; the others are
+    recorded as ``screened``, told to Optuna as pruned and not counted in the trial budget);
+    ``objective`` (``rank_by`` becomes one more objective, maximised, after the study's own).
+    Scored on ``batches`` seeded minibatches of ``batch_size`` images of the training split at the
+    fidelity's resolution, from the same initial weights the trial is trained from.
+    """
+
+    use: Literal["record", "prefilter", "objective"] = "record"
+    compute: tuple[ProxyName, ...] = ("params", "synflow", "naswot", "grad_norm", "snip", "zico")
+    rank_by: ProxyName = "naswot"
+    draw: PositiveInt = 8
+    keep: PositiveInt = 2
+    batches: PositiveInt = 2
+    batch_size: PositiveInt = 64
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Proxies:
+        if len(set(self.compute)) != len(self.compute):
+            raise ValueError(f"compute: proxies must be distinct, got {list(self.compute)}")
+        if self.use != "record" and self.rank_by not in self.compute:
+            raise ValueError(f"rank_by: must be one of compute {list(self.compute)}, got {self.rank_by!r}")
+        if self.keep > self.draw:
+            raise ValueError(f"keep: must be at most draw ({self.draw}), got {self.keep}")
+        return self
+
+
 class StudyConfig(Frozen):
     """One study: a space searched with a sampler under a budget, every trial recorded in one Optuna study."""
 
@@ -172,8 +207,12 @@ class StudyConfig(Frozen):
     recipe: str | Recipe = "search"
     early_stopping: EarlyStopping = EarlyStopping()
     baselines: tuple[str, ...] = ()
+    #: A finished baselines-only study (config path or name in studies/, e.g. cifar10-classics) whose
+    #: hand-designed front this study's reports overlay; None: no overlay.
+    overlay: str | None = None
     executor: ExecutorConfig = ExecutorConfig()
     failures: Failures = Failures()
+    proxies: Proxies | None = None
     storage: str | None = None  # default: a journal file in the study folder; or an RDB URL
     seed: int = 0
     device: str | None = None
@@ -232,14 +271,27 @@ class StudyConfig(Frozen):
         return self.fidelity.epochs_for(self.resolved_recipe())
 
     def identity(self) -> dict[str, Any]:
-        """What may not change when a study is resumed: space, objectives, fidelity, recipe, data."""
-        return {
+        """What may not change when a study is resumed: space, objectives, fidelity, recipe, data (and a proxy objective)."""
+        ident = {
             "space": self.space,
             "objectives": [o.value for o in self.objectives],
             "fidelity": _without_new_defaults(self.fidelity.model_dump(mode="json")),
             "recipe": _without_new_defaults(self.resolved_recipe().model_dump(mode="json")),
             "data": self.data.model_dump(mode="json"),
         }
+        if self.proxy_objective is not None:  # only then: studies without one keep their identity
+            ident["proxy_objective"] = self.proxy_objective
+        return ident
+
+    @property
+    def proxy_objective(self) -> str | None:
+        """The proxy that is an extra objective (``proxies.use: objective``), or None."""
+        return self.proxies.rank_by if self.proxies is not None and self.proxies.use == "objective" else None
+
+    @property
+    def directions(self) -> list[str]:
+        """The Optuna study's directions: one per objective, then ``maximize`` for a proxy objective."""
+        return [o.direction for o in self.objectives] + (["maximize"] if self.proxy_objective else [])
 
     @classmethod
     def load(cls, path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:

@@ -36,6 +36,7 @@ class Status(StrEnum):
     INFEASIBLE = "infeasible"  # broke a constraint or is not a valid network: nothing trained
     FAILED = "failed"
     DUPLICATE = "duplicate"  # the same genotype as an earlier trial: its result copied
+    SCREENED = "screened"  # left out by a zero-cost proxy pre-filter: nothing trained
 
 
 class Key(StrEnum):
@@ -145,12 +146,13 @@ class TrialRecord:
 
     @property
     def evaluated(self) -> bool:
-        """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
+        """A finished candidate that uses up one trial of the budget: any state but infeasible or screened (by a proxy
+        pre-filter), unless failed and retried."""
         return (
             self.finished
             and self.is_candidate
             and self.digest is not None
-            and self.status != Status.INFEASIBLE
+            and self.status not in (Status.INFEASIBLE, Status.SCREENED)
             and not self.retried
         )
 
@@ -189,7 +191,6 @@ class TrialRecord:
             "retry_of": self.retry_of,
             "retried": self.retried,
             "census": self.census,
-            **dict(self.extra),
         }
 
 

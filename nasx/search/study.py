@@ -62,6 +62,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasx.search import record as rec
 from nasx.search.config import FailureKind, Failures, StudyConfig, StudyError
+from nasx.search.proxies import proxy_values
 from nasx.search.record import Status, TrialRecord
 from nasx.search.samplers import make_sampler
 from nasx.train.run import versions
@@ -237,7 +238,7 @@ def open_study(cfg: StudyConfig, folder: Path, space_digest: str, worker: Worker
     """
     with worker.turn() if worker is not None else _nothing():
         storage = storage_for(cfg, folder)
-        directions = [o.direction for o in cfg.objectives]
+        directions = cfg.directions
         study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, load_if_exists=True)
         old = rec.study_attr(study, rec.IDENTITY)
         identity = {**cfg.identity(), "space_digest": space_digest}
@@ -420,12 +421,11 @@ def running_twin(study: optuna.Study, digest: str, exclude: int, worker: Worker)
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One dict per trial (:meth:`TrialRecord.row`): the record the reports and ``nasx status`` read.
-
-    A trial Optuna still has running is ``running``, whatever nasx's state attribute says (it is
-    written just before the tell; a worker killed in between leaves it running).
+    """One dict per trial (:meth:`TrialRecord.row`, plus the proxy scores): the record the reports and ``nasx status``
+    read. A trial Optuna still has running is ``running``, whatever nasx's state attribute says (it is written just
+    before the tell; a worker killed in between leaves it running).
     """
-    return [r.row() for r in rec.records(study)]
+    return [{**r.row(), "proxies": proxy_values(dict(r.extra))} for r in rec.records(study)]
 
 
 MIN_IMPORTANCE_TRIALS = 4

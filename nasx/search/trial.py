@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import optuna
@@ -21,6 +21,7 @@ from nasx.data.types import Splits
 from nasx.errors import NasxError
 from nasx.search import record as rec
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
+from nasx.search.proxies import objective_values, prefilter, record_scores
 from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import Worker, census, find_duplicate, infeasible_cap, recover_stale, retry_or_not, running_twin
@@ -42,6 +43,8 @@ class Context:
     device: str | None
     worker: Worker  # this process, holding its lock (see nasx.search.study)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
+    queued: list[Any] = field(default_factory=list)  # steps a proxy pre-filter settled, handed out first
+    proxy_batches: list[Any] | None = None  # the proxies' minibatches of the training split, made once
 
 
 #: How often a worker looks again at a trial it waits for (a twin in training, other workers' last trials).
@@ -142,7 +145,7 @@ def finish(
     rec.write_status(trial, state, reason)
     if state in (Status.COMPLETE, Status.DUPLICATE) and values is not None:
         study.tell(trial, list(values))
-    elif state == Status.STOPPED:
+    elif state in (Status.STOPPED, Status.SCREENED):  # screened: left out by a proxy pre-filter; pruned, so samplers learn
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -181,6 +184,7 @@ def train_and_record(
 
     t0 = time.perf_counter()
     try:
+        record_scores(ctx, trial, net)  # before training, from the same initial weights; no-op without proxies
         if ctx.dry_run_s is not None:
             result = dry_train(net, ctx.cfg.epochs, ctx.dry_run_s, callback)
         else:
@@ -204,7 +208,7 @@ def train_and_record(
     if result.state == Status.STOPPED.value:
         rec.write_stopped_at(trial, result.epochs)
         return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
-    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs), None)
+    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs, *objective_values(ctx, trial)), None)
 
 
 @dataclass(frozen=True)
@@ -229,17 +233,33 @@ def _mark(ctx: Context, trial: optuna.Trial, role: Role) -> None:
     rec.mark(trial, role, ctx.worker.id)
 
 
+def mark_candidate(ctx: Context, trial: optuna.Trial) -> None:
+    _mark(ctx, trial, "candidate")
+
+
+def drop_queued(ctx: Context, why: str) -> None:
+    """End the search's queued steps: candidates a pre-filter kept but that will not be trained are recorded as screened."""
+    for step in ctx.queued:
+        if isinstance(step, Candidate):
+            finish(ctx.study, step.trial, "screened", None, why)
+    ctx.queued.clear()
+
+
 def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None) -> Step:
     """The worker's critical section (under ``ask.lock``): recover stale trials, check the budget, ask and screen.
 
-    Pending baselines come first (each asked by one worker only); then a candidate while finished
+    Steps a proxy pre-filter queued come first (see :func:`nasx.search.proxies.prefilter`); then
+    pending baselines (each asked by one worker only); then a candidate while finished
     evaluations plus candidates running on live workers are fewer than ``budget``.
     """
     with ctx.worker.turn():
         recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
         replay_rungs(ctx)
         if wall_time is not None and rec.elapsed(ctx.study) >= wall_time:
+            drop_queued(ctx, "the wall time ran out before it was trained")
             return "done"
+        if ctx.queued:
+            return ctx.queued.pop(0)
         names = pending_baselines(ctx)
         if names:
             return ask_baseline(ctx, names[0])
@@ -255,7 +275,12 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
             return ask_census(ctx)
         trial = ctx.study.ask()
         _mark(ctx, trial, Role.CANDIDATE)
-        return screen(ctx, trial)
+        step = screen(ctx, trial)
+        p = ctx.cfg.proxies
+        if p is not None and p.use == "prefilter" and isinstance(step, Candidate) and step.twin is None:
+            ctx.queued.extend(prefilter(ctx, step, budget))
+            return ctx.queued.pop(0)
+        return step
 
 
 def census_due(ctx: Context) -> bool:

@@ -32,6 +32,10 @@ Two rules of the template language go beyond the genotype's:
 
 - **An item of a list that comes out as ``null`` is left out**, so ``{choice: [null, X]}`` in a
   list is an optional item: an optional stage, an optional node of a cell.
+- **Consecutive optional items of one template are a count**: in ``[X, *more, *more, *more]`` with
+  ``more: {choice: [null, X]}``, an item is drawn only when the one before it is there, so the list
+  holds one to four X's and each length has one spelling (``sample`` and ``encode`` stay inverse).
+  Its parameters carry that condition: ``blocks.3`` is drawn when ``blocks.2`` is ``X``'s label.
 - **A cell's ``concat`` may be the keyword ``all`` (every node) or ``unused`` (the nodes no other
   node reads)** in any mapping that also has ``nodes``; DARTS cells concatenate all nodes,
   NASNet's and AmoebaNet's the unused ones.
@@ -219,7 +223,11 @@ class SpaceSize:
         return math.log10(self.points)
 
     def __str__(self) -> str:
-        text = str(self.points) if self.points < 10**6 else f"{self.points:.3e}"
+        if self.points < 10**6:
+            text = str(self.points)
+        else:  # by its log: a space of many optional sub-templates can pass float's 1.8e308
+            exponent = math.floor(self.log10)
+            text = f"{10 ** (self.log10 - exponent):.3f}e+{exponent:02d}"
         return text + ("" if self.exact else f" (estimate: {FLOAT_POINTS} values per float range)")
 
 
@@ -244,6 +252,22 @@ class _Map:
 @dataclass(frozen=True)
 class _List:
     items: tuple[_Node, ...]
+    #: ``chained[i]``: item i is an optional item of the same template as the optional item before it
+    #: (a count, see the module docstring): drawn only when item i - 1 is there.
+    chained: tuple[bool, ...] = ()
+
+    def is_chained(self, i: int) -> bool:
+        return bool(self.chained) and self.chained[i]
+
+
+def _optional_one(node: _Node) -> bool:
+    """``{choice: [null, X]}``: an optional item of one template."""
+    return isinstance(node, _Choice) and len(node.options) == 2 and node.options[0] == _Const(None)
+
+
+def _chain(items: tuple[_Node, ...]) -> tuple[bool, ...]:
+    flags = tuple(i > 0 and _optional_one(x) and _optional_one(items[i - 1]) and x == items[i - 1] for i, x in enumerate(items))
+    return flags if any(flags) else ()
 
 
 @dataclass(frozen=True)
@@ -362,7 +386,8 @@ class _Parser:
                 return self._distribution(kinds[0], raw, path)
             return self._map(raw, path)
         if isinstance(raw, list):
-            return _List(tuple(self.node(x, f"{path}[{i}]") for i, x in enumerate(raw)))
+            items = tuple(self.node(x, f"{path}[{i}]") for i, x in enumerate(raw))
+            return _List(items, _chain(items))
         if raw is None or isinstance(raw, bool | int | float | str):
             if isinstance(raw, float) and not math.isfinite(raw):
                 return self.fail(path, f"numbers must be finite, got {raw}")
@@ -622,8 +647,13 @@ class _Draw:
         if isinstance(node, _Map):
             return self._map(node, name)
         if isinstance(node, _List):
-            items = (self.value(item, _join(name, i)) for i, item in enumerate(node.items))
-            return [v for v in items if v is not None]
+            values: list[Any] = []
+            for i, item in enumerate(node.items):
+                if node.is_chained(i) and values[-1] is None:
+                    values.append(None)  # a count ended at the item before: not drawn
+                    continue
+                values.append(self.value(item, _join(name, i)))
+            return [v for v in values if v is not None]
         if isinstance(node, _Choice):
             picked = self.trial.suggest_categorical(name, list(node.choices))
             self.params[name] = picked
@@ -793,7 +823,7 @@ class _Matcher:
         if isinstance(node, _List):
             if not isinstance(value, tuple | list):
                 raise _Mismatch(path, f"the space has a list here, the genotype {_show(value)}", state)
-            return self._items(node.items, tuple(value), 0, 0, name, path, state)
+            return self._items(node, tuple(value), 0, 0, name, path, state)
         if isinstance(node, _Choice):
             return self._choice(node, value, name, path, state, cell, owner)
         if isinstance(node, _Range):
@@ -826,23 +856,30 @@ class _Matcher:
         return state
 
     def _items(
-        self, items: tuple[_Node, ...], values: tuple[Any, ...], i: int, j: int, name: str, path: str, state: _State
+        self, node: _List, values: tuple[Any, ...], i: int, j: int, name: str, path: str, state: _State, ended: bool = False
     ) -> _State:
-        """Align template items with the genotype's, leaving out optional items where needed."""
+        """Align template items with the genotype's, leaving out optional items where needed.
+
+        ``ended``: item i - 1 was left out, so a count item i (see :class:`_List`) is left out undrawn.
+        """
+        items = node.items
         if i == len(items):
             if j == len(values):
                 return state
             raise _Mismatch(f"{path}[{j}]", f"the genotype has {len(values)} items here, the space at most {j}", state)
+        if ended and node.is_chained(i):
+            return self._items(node, values, i + 1, j, name, path, state, ended=True)
         errors: list[_Mismatch] = []
         if j < len(values):
             try:
                 found = self.match(items[i], values[j], _join(name, i), f"{path}[{j}]", state)
-                return self._items(items, values, i + 1, j + 1, name, path, found)
+                return self._items(node, values, i + 1, j + 1, name, path, found)
             except _Mismatch as exc:
                 errors.append(exc)
         if _can_be_absent(items[i]):
             try:
-                return self._items(items, values, i + 1, j, name, path, self._absent(items[i], _join(name, i), state))
+                absent = self._absent(items[i], _join(name, i), state)
+                return self._items(node, values, i + 1, j, name, path, absent, ended=True)
             except _Mismatch as exc:
                 errors.append(exc)
         if not errors:
@@ -917,8 +954,12 @@ def _params(node: _Node, name: str, condition: tuple[tuple[str, Scalar], ...], s
         for key, child in node.fields:
             yield from _params(child, _join(name, key), condition, shared)
     elif isinstance(node, _List):
+        when = condition
         for i, item in enumerate(node.items):
-            yield from _params(item, _join(name, i), condition, shared)
+            # a count item is drawn when the item before is there (and whatever that one needed)
+            before = (_join(name, i - 1), node.items[i - 1].choices[1]) if node.is_chained(i) else None  # type: ignore[union-attr]
+            when = (*when, before) if before else condition
+            yield from _params(item, _join(name, i), when, shared)
     elif isinstance(node, _Choice):
         yield Param(name, Categorical(node.choices), condition, shared)
         for k, option in enumerate(node.options):
@@ -929,6 +970,19 @@ def _params(node: _Node, name: str, condition: tuple[tuple[str, Scalar], ...], s
 
 def _count(node: _Node) -> tuple[int, bool]:
     """Parameter assignments under ``node`` (shared references count once, elsewhere), and whether exact."""
+    if isinstance(node, _List) and node.chained:
+        total, exact, i = 1, True, 0
+        while i < len(node.items):
+            run = 1
+            while i + run < len(node.items) and node.is_chained(i + run):
+                run += 1
+            if run == 1:
+                n, e = _count(node.items[i])
+            else:  # a count of `run` optional items: 0..run of them, each drawn from the one template
+                c, e = _count(node.items[i].options[1])  # type: ignore[union-attr]
+                n = sum(c**k for k in range(run + 1))
+            total, exact, i = total * n, exact and e, i + run
+        return total, exact
     if isinstance(node, _Map | _List):
         children = [c for _, c in node.fields] if isinstance(node, _Map) else list(node.items)
         total, exact = 1, True

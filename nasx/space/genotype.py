@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from nasx.errors import GenotypeError
-from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant, cell_op
+from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, SeRule, Shortcut, StepOp, Variant, cell_op
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
 from nasx.yamlfiles import parse as parse_yaml
 
@@ -172,8 +172,26 @@ def _canonical_padding(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def se_hidden(channels: int, se: float, rule: SeRule) -> int:
+    """Hidden width of the squeeze-excite on ``channels`` channels at ratio ``se`` (see :class:`SeRule`)."""
+    if rule == SeRule.FLOOR:
+        return max(1, int(channels * se))
+    return max(8, int(channels * se + 4) // 8 * 8)
+
+
+def _canonical_se(values: dict[str, Any]) -> dict[str, Any]:
+    """Without squeeze-excite (``se`` 0) its hidden-width rule means nothing: store the default."""
+    if not values.get("se") and "se_rule" in values:
+        values = {k: v for k, v in values.items() if k != "se_rule"}
+    return values
+
+
 class ConvBlock(_Block):
-    """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG)."""
+    """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG).
+
+    ``se`` > 0 adds squeeze-and-excitation after the activation, with ``se_hidden(out, se, se_rule)``
+    hidden channels (:class:`nasx.space.ops.SeRule`).
+    """
 
     kind: Literal[Kind.CONV] = Kind.CONV
     out: Width | None = None
@@ -185,11 +203,13 @@ class ConvBlock(_Block):
     bias: StrictBool = False
     norm: Norm = Norm.BN
     act: Act = Act.RELU
+    se: Probability = 0.0
+    se_rule: SeRule = SeRule.ROUND8
 
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
-        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
+        return _canonical_se(_canonical_padding(dict(values))) if isinstance(values, dict) else values
 
     @model_validator(mode="after")
     def _rules(self) -> ConvBlock:
@@ -297,7 +317,8 @@ class ResidualBlock(_Block):
     basic and 4 for bottleneck blocks, so ``groups: 32, width: 2`` is ResNeXt-50 32x4d and
     ``width: 2`` is Wide-ResNet-50-2. ``preact`` gives the pre-activation ordering (BN-act-conv,
     He et al. 2016b, WRN). ``se`` > 0 adds squeeze-and-excitation with
-    ``round8(out * se)`` hidden channels before the addition. ``dropout`` sits between the
+    ``se_hidden(out, se, se_rule)`` hidden channels before the addition: ``round8`` (the default,
+    timm) or ``floor`` (``out // 16`` at ``se: 0.0625``, kuangliu's SENet-18; see :class:`SeRule`). ``dropout`` sits between the
     convolutions of a basic block (WRN). ``drop_path`` is stochastic depth (Huang et al. 2016): the
     residual branch is dropped per sample in training, with the network's linear schedule (see
     :func:`drop_path_schedule`).
@@ -314,6 +335,7 @@ class ResidualBlock(_Block):
     preact: StrictBool = False
     shortcut: Shortcut = Shortcut.PROJECT
     se: Probability = 0.0
+    se_rule: SeRule = SeRule.ROUND8
     act: Act = Act.RELU
     dropout: Probability = 0.0
     drop_path: Probability = 0.0
@@ -321,6 +343,8 @@ class ResidualBlock(_Block):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = _canonical_se(values)
         if isinstance(values, dict) and values.get("expansion") is not None:
             values = dict(values)
             default = 4 if str(values.get("variant", Variant.BASIC)) == Variant.BOTTLENECK else 1
@@ -434,7 +458,8 @@ class SeparableBlock(_Block):
     (the exit flow's un-shortcut convs). ``grow_first``: the first conv changes the width to
     ``out``, else the last one does. ``stride`` > 1 ends the block with a 3x3 max pool of that
     stride (padding 1). ``residual``: add the input, through a strided 1x1 conv + BN when the
-    shape changes.
+    shape changes. ``se`` > 0 gates the body's output with squeeze-and-excitation before the
+    addition (``se_hidden(out, se, se_rule)`` hidden channels), as SE-ResNet does.
     """
 
     kind: Literal[Kind.SEPARABLE] = Kind.SEPARABLE
@@ -447,10 +472,14 @@ class SeparableBlock(_Block):
     act_last: StrictBool = False
     residual: StrictBool = True
     act: Act = Act.RELU
+    se: Probability = 0.0
+    se_rule: SeRule = SeRule.ROUND8
 
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = _canonical_se(values)
         if isinstance(values, dict) and values.get("convs", 2) == 1 and "grow_first" in values:
             values = {k: v for k, v in values.items() if k != "grow_first"}  # one conv: both orders are the same
         return values
@@ -507,10 +536,15 @@ class FireBlock(_Block):
 class MBConvBlock(_Block):
     """MobileNetV2's inverted residual (Sandler et al. 2018).
 
-    1x1 expansion to ``round(in * expand)`` channels (omitted when ``expand`` is 1), depthwise kxk
-    (strided), optional squeeze-excite with ``round8(mid * se)`` hidden channels, then a linear
-    1x1 projection to ``out``; BN after every conv, ``act`` after all but the projection. The
-    input is added when ``stride`` is 1 and the width is unchanged.
+    1x1 expansion to ``round(in * expand)`` channels (omitted when ``expand`` is 1 unless
+    ``keep_expand``), depthwise kxk (strided), optional squeeze-excite with
+    ``se_hidden(mid, se, se_rule)`` hidden channels, then a linear 1x1 projection to ``out``; BN
+    after every conv, ``act`` after all but the projection. The input is added when ``stride`` is 1
+    and the width is unchanged; with ``project_shortcut`` a stride-1 block that changes the width
+    adds its input through a 1x1 conv + BN.
+
+    ``keep_expand`` and ``project_shortcut`` are the two quirks of kuangliu/pytorch-cifar's
+    MobileNetV2 (its expand-1 block still has a 1x1 conv; its stride-1 width changes are residual).
     """
 
     kind: Literal[Kind.MBCONV] = Kind.MBCONV
@@ -519,7 +553,25 @@ class MBConvBlock(_Block):
     kernel: OddKernel = 3
     expand: float = Field(default=6.0, gt=0.0, le=MAX_RATIO)
     se: Probability = 0.0
+    se_rule: SeRule = SeRule.ROUND8
     act: Act = Act.RELU6
+    keep_expand: StrictBool = False
+    project_shortcut: StrictBool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = _canonical_se(values)
+        if values.get("expand", 6.0) != 1 and "keep_expand" in values:  # the conv is there anyway
+            values = {k: v for k, v in values.items() if k != "keep_expand"}
+        return values
+
+    @property
+    def has_expand(self) -> bool:
+        """Whether the block starts with the 1x1 expansion conv."""
+        return self.expand != 1 or self.keep_expand
 
     def mid(self, cin: int) -> int:
         """Width of the expanded (depthwise) features."""
@@ -527,6 +579,10 @@ class MBConvBlock(_Block):
 
     def residual(self, cin: int) -> bool:
         return self.stride == 1 and cin == self.out
+
+    def projected(self, cin: int) -> bool:
+        """Whether the input is added through a 1x1 projection (``project_shortcut``, stride 1, width changes)."""
+        return self.project_shortcut and self.stride == 1 and cin != self.out
 
     def out_shape(self, shape: Shape) -> Shape:
         if self.mid(shape.c) < 1:
@@ -730,7 +786,8 @@ class InceptionBlock(_Block):
 
     ``out`` (the sum of the branches' widths; a bare pool branch passes the input's width) and
     ``stride`` (the branches' common stride) are derived; give them only as checks. A repeated
-    stage's ``channels`` must equal the derived width.
+    stage's ``channels`` must equal the derived width. ``se`` > 0 gates the concatenation with
+    squeeze-and-excitation (SE-Inception, Hu et al. 2018), ``se_hidden(width, se, se_rule)`` hidden.
     """
 
     derived_out: ClassVar[bool] = True
@@ -738,11 +795,15 @@ class InceptionBlock(_Block):
     branches: tuple[Branch, ...] = Field(min_length=1)
     out: Annotated[int, Field(strict=True, gt=0, le=MAX_FEATURE_CHANNELS)] | None = None
     stride: Window | None = None
+    se: Probability = 0.0
+    se_rule: SeRule = SeRule.ROUND8
 
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
         """Drop ``out`` and ``stride`` when they equal what the branches give (checked in _rules otherwise)."""
+        if isinstance(values, dict):
+            values = _canonical_se(values)
         if not isinstance(values, dict) or (values.get("out") is None and values.get("stride") is None):
             return values
         try:
@@ -1472,4 +1533,5 @@ __all__ = [
     "cell_lines",
     "drop_path_schedule",
     "load_network",
+    "se_hidden",
 ]

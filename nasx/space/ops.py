@@ -76,6 +76,18 @@ class Shortcut(StrEnum):
     PROJECT = "project"
 
 
+class SeRule(StrEnum):
+    """How squeeze-and-excitation's hidden width follows from the gated width C and the ratio ``se``.
+
+    `round8`: ``C * se`` rounded to the nearest multiple of 8, at least 8 (timm's and TF's
+    make_divisible). `floor`: ``floor(C * se)``, at least 1 (the SE paper's C/r, as
+    kuangliu/pytorch-cifar's ``planes // 16``). Only meaningful when ``se`` > 0.
+    """
+
+    ROUND8 = "round8"
+    FLOOR = "floor"
+
+
 class Classifier(StrEnum):
     """The head's classifier: a (stack of) linear layers, or NiN's 1x1 conv before pooling."""
 

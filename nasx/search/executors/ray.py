@@ -27,10 +27,23 @@ from ray.tune.search import Searcher
 from nasx.errors import NasxError
 from nasx.search import record as rec
 from nasx.search.config import FailureKind
+from nasx.search.proxies import objective_values, record_scores
 from nasx.search.record import Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import add_elapsed, progress
-from nasx.search.trial import POLL_S, Candidate, Context, Outcome, costs_of, fail, finish, next_trial, settle, twin_running
+from nasx.search.trial import (
+    POLL_S,
+    Candidate,
+    Context,
+    Outcome,
+    costs_of,
+    drop_queued,
+    fail,
+    finish,
+    next_trial,
+    settle,
+    twin_running,
+)
 
 _DATA: dict[tuple[Any, ...], Any] = {}  # per worker process: decoded splits, reused across trials
 
@@ -184,6 +197,7 @@ class StudySearcher(Searcher):
                 continue
             cand = step
         trial = cand.trial
+        record_scores(ctx, trial, cand.net)  # on the driver, before the trial is scheduled; no-op without proxies
         costs = costs_of(ctx.cfg, cand.params, cand.macs)
         self.live[trial_id] = (trial, costs, [])
         cfg = ctx.cfg
@@ -243,7 +257,8 @@ class StudySearcher(Searcher):
         elif result.get("failed"):
             outcome = fail(self.ctx, trial, str(result.get("failure", FailureKind.CRASH.value)), str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
-            outcome = finish(self.ctx.study, trial, Status.COMPLETE, (float(result["val_acc"]), *costs), None)
+            values = (float(result["val_acc"]), *costs, *objective_values(self.ctx, trial))
+            outcome = finish(self.ctx.study, trial, Status.COMPLETE, values, None)
         else:
             rec.write_stopped_at(trial, len(curve))
             outcome = finish(self.ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {len(curve)}")
@@ -332,6 +347,7 @@ def run_ray(ctx: Context, *, trials: int | None, wall_time: float | None, on_out
             raise searcher.error
     finally:
         with ctx.worker.turn():
+            drop_queued(ctx, "the search ended before it was trained")
             add_elapsed(ctx.study, time.perf_counter() - t0)
         if started:
             ray.shutdown()
