@@ -291,6 +291,9 @@ def export_targets(
     runs = [r for r in final_runs(study) if r["role"] == Role.CANDIDATE]
     if trial is not None:
         picked = [r for r in runs if r["number"] == trial]
+        base = next((r for r in rec.records(study) if r.number == trial and r.is_baseline), None)
+        if base is not None:  # a baseline's trial: its final runs are recorded by name
+            picked = [{**r, "number": trial} for r in final_runs(study) if r["role"] == Role.BASELINE and r["name"] == base.name]
         if not picked:
             raise StudyError(
                 f"trial {trial} has no final run to export: run `nasx retrain` on the study first (it retrains the front)"
