@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nasx.errors import NasxError
+from nasx.errors import NasxError, RuntimeFailure
 
 app = typer.Typer(
     name="nasx",
@@ -30,7 +30,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _friendly(fn: F) -> F:
-    """Report nasx errors as one clear message and exit 2, with no traceback."""
+    """Report nasx errors as one clear message with no traceback: exit 1 for a runtime failure (training failed, an
+    export check failed, damaged data: :class:`RuntimeFailure`), 2 for a usage error (a bad argument or file)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,7 +39,7 @@ def _friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except NasxError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(1 if isinstance(exc, RuntimeFailure) else 2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -252,6 +253,7 @@ def train(
         str | None, typer.Option("--out", help="Run folder (default runs/NAME-RECIPE-eEPOCHS-sSEED; rerun to resume).")
     ] = None,
     test: Annotated[bool, typer.Option(help="Also measure the official test set once, after training.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Train one network; write config, per-epoch metrics (JSONL), weights (safetensors) and a summary.
 
@@ -276,6 +278,7 @@ def train(
     n_epochs = fid.epochs_for(rec)
     val = datasets.DEFAULT_VAL_FRACTION if val_size is None else datasets.as_val_size(val_size)
     splits = datasets.load_splits(data, val_size=val, seed=split_seed)
+    registry.check_fits(net, net.name or network, splits.train.images.shape[1], len(splits.classes))
     check_data(splits, rec, fid, classes=net.input.classes, where=f"--data {data}")
     test_set = datasets.load_test(data) if test else None
     name = net.name or Path(network).stem
@@ -316,9 +319,14 @@ def train(
     except KeyboardInterrupt:
         err.print(f"interrupted: finished epochs are checkpointed in {escape(str(run_dir))}; run the same command to resume")
         raise typer.Exit(130) from None
-    line = f"val {100 * summary['val_acc']:.2f}%"
-    if "test_acc" in summary:
-        line += f"  test {100 * summary['test_acc']:.2f}%"
+    if as_json:
+        print(json.dumps({**summary, "val_images": len(splits.val), "run_dir": str(run_dir)}, indent=2))
+        return
+    from nasx.results.noise import single_run
+
+    line = f"val {single_run(summary['val_acc'], len(splits.val)).text()}" if summary["val_acc"] is not None else "no val"
+    if "test_acc" in summary and test_set is not None:
+        line += f"  test {single_run(summary['test_acc'], len(test_set), 'test images').text()}"
     out.print(
         f"{line}  ({summary['epochs']} epochs, {summary['train_seconds']:.0f}s training, {summary['images_per_s']:,.0f} img/s, "
         f"{summary['device']} {summary['precision']})  run folder: {run_dir}",
@@ -347,21 +355,33 @@ def _study_config(study: str, overrides: list[str] | None = None) -> Any:
     return StudyConfig.load(path, overrides or ())
 
 
-def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> Table:
+def _acc(acc: float | None, n: int | None) -> str:
+    """A search accuracy with its n: ``47.25% ± 3.46 (±1.96 SE, n=800 val images)``."""
+    from nasx.results.noise import single_run
+
+    return "-" if acc is None else single_run(acc, n).text()
+
+
+def _results_table(rows: list[dict[str, Any]], front: set[int], title: str, n: int | None = None) -> Table:
     table = Table(title=escape(title))
     for col, justify in [("#", "right"), ("role", "left"), ("state", "left"), ("family", "left"), ("params", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for col in ("MACs", "val acc", "epochs", "front"):
+    val = f"val acc (±1.96 SE, n={n} val images)" if n else "val acc (n unknown)"
+    for col in ("MACs", val, "epochs", "front"):
         table.add_column(col, justify="right")
-    shown = [r for r in rows if r["role"] == "baseline" or r["number"] in front]
-    shown += sorted((r for r in rows if r not in shown and r["state"] == "complete"), key=lambda r: -(r["val_acc"] or 0))[
+    from nasx.results.noise import single_run
+    from nasx.search.record import Role, Status
+
+    shown = [r for r in rows if r["role"] == Role.BASELINE or r["number"] in front]
+    shown += sorted((r for r in rows if r not in shown and r["state"] == Status.COMPLETE), key=lambda r: -(r["val_acc"] or 0))[
         : max(0, 12 - len(shown))
     ]
-    for r in sorted(shown, key=lambda r: (r["role"] != "baseline", -(r["val_acc"] or 0))):
-        acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%"
+    for r in sorted(shown, key=lambda r: (r["role"] != Role.BASELINE, -(r["val_acc"] or 0))):
+        half = None if r["val_acc"] is None or not n else single_run(r["val_acc"], n).half
+        acc = "" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}%" + ("" if half is None else f" ± {100 * half:.2f}")
         table.add_row(
             str(r["number"]),
-            r["role"] + (f" {r['name']}" if r["role"] == "baseline" else ""),
+            r["role"] + (f" {r['name']}" if r["role"] == Role.BASELINE else ""),
             r["state"],
             r["family"] or "",
             "" if r["params"] is None else f"{r['params']:,}",
@@ -374,12 +394,10 @@ def _results_table(rows: list[dict[str, Any]], front: set[int], title: str) -> T
 
 
 def _front_numbers(rows: list[dict[str, Any]], objectives: tuple[Any, ...]) -> set[int]:
-    from nasx.search.rungs import fronts
+    """The study's front (:func:`nasx.results.front`, the one definition) as a set of trial numbers."""
+    from nasx.results import front
 
-    done = [r for r in rows if r["state"] in ("complete",) and r["val_acc"] is not None]
-    keys = [o.value for o in objectives[1:]]
-    pts = [(-r["val_acc"], *(float(r[k]) for k in keys)) for r in done]
-    return {r["number"] for r, f in zip(done, fronts(pts), strict=True) if f == 0}
+    return set(front(rows, [o.value for o in objectives[1:]]))
 
 
 @app.command()
@@ -396,6 +414,7 @@ def search(
     from pathlib import Path
 
     from nasx.search import run_search
+    from nasx.search.record import Status
     from nasx.search.study import progress as study_progress
 
     cfg = _study_config(study, overrides)
@@ -419,13 +438,16 @@ def search(
 
     def on_outcome(outcome: Any) -> None:
         p = study_progress(state["study"])
-        best = "" if p.best_acc is None else f"best {100 * p.best_acc:.2f}%"
+        best = "" if p.best_acc is None else f"best {_acc(p.best_acc, p.val_images)}"
         counts = " ".join(f"{k} {v}" for k, v in sorted(p.by_state.items()))
         view.update(task, completed=p.trials, stats=f"{counts}  {best}  front {p.front}")
-        if outcome.state in ("infeasible", "screened"):  # counted in the bar; one line each would drown the trained ones
+        if outcome.state in (
+            Status.INFEASIBLE,
+            Status.SCREENED,
+        ):  # counted in the bar; one line each would drown the trained ones
             return
-        reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != "complete" else ""
-        acc = f" val {100 * outcome.values[0]:.2f}%" if outcome.values else ""
+        reason = f" ({outcome.reason.splitlines()[0]})" if outcome.reason and outcome.state != Status.COMPLETE else ""
+        acc = f" val {_acc(outcome.values[0], study_progress(state['study']).val_images)}" if outcome.values else ""
         view.console.print(f"trial {outcome.number}: {outcome.state}{acc}{reason}", highlight=False, markup=False)
 
     try:
@@ -437,7 +459,8 @@ def search(
         )
         raise typer.Exit(130) from None
     front = _front_numbers(summary.rows, cfg.objectives)
-    out.print(_results_table(summary.rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    title = f"{cfg.name}: baselines, the front (*) and the best trials"
+    out.print(_results_table(summary.rows, front, title, summary.progress.val_images))
     p = summary.progress
     counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
     out.print(
@@ -470,9 +493,9 @@ def status(
     if as_json:
         print(json.dumps({"progress": asdict(p), "front": sorted(front), "trials": rows}, indent=2))
         return
-    out.print(_results_table(rows, front, f"{cfg.name}: baselines, the front (*) and the best trials"))
+    out.print(_results_table(rows, front, f"{cfg.name}: baselines, the front (*) and the best trials", p.val_images))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(p.by_state.items()))
-    best = "-" if p.best_acc is None else f"{100 * p.best_acc:.2f}%"
+    best = _acc(p.best_acc, p.val_images)
     out.print(f"{p.trials} trials ({counts}), {p.baselines} baselines, best val {best}, front {p.front}, {p.elapsed:.0f}s")
 
 
@@ -497,6 +520,7 @@ def retrain(
     overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
     report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Retrain the best front members and the baselines at full fidelity with several seeds; test once.
 
@@ -552,12 +576,19 @@ def retrain(
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are recorded and the current one is checkpointed; run the same command to continue")
         raise typer.Exit(130) from None
-    out.print(_final_table(runs, f"{cfg.name}: final runs (test accuracy, mean ± std over seeds)"))
+    if as_json:
+        from nasx.results import final_summary
+
+        table = final_summary(runs).drop(columns=["string"]).astype(object)
+        summary = table.where(table.notna(), None).to_dict("records")
+        print(json.dumps({"runs": runs, "summary": summary}, indent=2, default=str))
+    else:
+        out.print(_final_table(runs, f"{cfg.name}: final runs (official test set)"))
     if report:
         from nasx.report import collect
 
         overlays = _overlays([cfg.overlay] if cfg.overlay else [], root, strict=False)
-        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays)
+        _write_report([collect.from_study(cfg, Path(root))], None, cfg.name, overlays, err if as_json else out)
 
 
 @app.command("export")
@@ -571,6 +602,7 @@ def export_models(
     overwrite: Annotated[bool, typer.Option(help="Replace a previous export of the same model.")] = False,
     overrides: SetOption = None,
     root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Export trained models, one folder each: genotype (YAML and string), weights (safetensors), an
     ONNX file checked against torch with onnxruntime, the recipe, complexity, metrics and a README.
@@ -596,32 +628,45 @@ def export_models(
     table = Table(title="exported models")
     for col in ("model", "folder", "params", "MACs", "ONNX max |diff|"):
         table.add_column(col, justify="left" if col in ("model", "folder") else "right")
+    done = []
     for label, run_dir in targets:
         with err.status(f"exporting {escape(label)} (ONNX export and onnxruntime check)"):
             result = export_run(run_dir, out_root / label, name=label, overwrite=overwrite)
         table.add_row(label, str(result.folder), f"{result.params:,}", f"{result.macs:,}", f"{result.onnx_max_abs_diff:.2e}")
-    out.print(table)
+        done.append(
+            {
+                "model": label,
+                "folder": str(result.folder),
+                "params": result.params,
+                "macs": result.macs,
+                "onnx_max_abs_diff": result.onnx_max_abs_diff,
+            }
+        )
+    if as_json:
+        print(json.dumps(done, indent=2))
+    else:
+        out.print(table)
 
 
 def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
+    from nasx.report.figures import final_estimate
     from nasx.results import final_summary
 
     table = Table(title=escape(title))
-    for col, justify in [("model", "left"), ("role", "left"), ("recipe", "left"), ("params", "right"), ("MACs", "right")]:
+    for col, justify in [("model", "left"), ("role", "left"), ("setup", "left"), ("params", "right"), ("MACs", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for col in ("seeds", "test acc", "std", "search val acc"):
+    for col in ("test acc (mean, 95% t-interval over seeds)", "search val acc (selection)"):
         table.add_column(col, justify="right")
     for r in final_summary(runs).itertuples():
         search = "" if r.search_acc != r.search_acc else f"{100 * r.search_acc:.2f}%"  # NaN: not recorded
+        data = f" d{str(r.data_sha256)[:6]}" if isinstance(r.data_sha256, str) else ""
         table.add_row(
             r.label,
             r.role,
-            f"{r.recipe} e{r.epochs}",
+            f"{r.recipe} e{r.epochs}{data}",
             f"{r.params:,}",
             f"{r.macs:,}",
-            str(r.seeds),
-            f"{100 * r.test_mean:.2f}%",
-            f"{100 * r.test_std:.2f}",
+            final_estimate(r).text(),
             search,
         )
     return table
@@ -645,7 +690,9 @@ def _overlays(names: list[str], root: str, strict: bool) -> list[Any]:
     return found
 
 
-def _write_report(sources: list[Any], out_file: str | None, title: str, overlays: list[Any] | None = None) -> None:
+def _write_report(
+    sources: list[Any], out_file: str | None, title: str, overlays: list[Any] | None = None, console: Console | None = None
+) -> None:
     import re
     from pathlib import Path
 
@@ -656,7 +703,7 @@ def _write_report(sources: list[Any], out_file: str | None, title: str, overlays
         raise typer.BadParameter(f"--out must end in .html, got {str(path)!r}")
     with err.status("writing the report (figures, fANOVA, diagrams)"):
         files = write_report(sources, path, title, overlays or [])
-    out.print(
+    (console or out).print(
         f"report: {files.html}  ({files.figures} figures; trial table: {files.csv.name}, {files.parquet.name})", highlight=False
     )
 

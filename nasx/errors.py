@@ -7,6 +7,11 @@ class NasxError(Exception):
     """Base of every error nasx reports to a user as one clear message (no traceback)."""
 
 
+class RuntimeFailure(NasxError):
+    """Something failed while it ran (training diverged, an export check failed, a download is damaged), as opposed
+    to a usage error (a bad argument or file): the command line exits 1 for these and 2 for every other NasxError."""
+
+
 class GenotypeError(NasxError, ValueError):
     """A genotype or genotype file breaks a rule.
 

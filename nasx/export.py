@@ -36,7 +36,7 @@ import yaml
 from torch import nn
 
 from nasx.data.loader import normalization
-from nasx.errors import GenotypeError, NasxError
+from nasx.errors import GenotypeError, NasxError, RuntimeFailure
 from nasx.models.complexity import complexity
 from nasx.models.network import Net, build_network
 from nasx.space.genotype import Network
@@ -90,6 +90,10 @@ _PROTOBUF_LIMIT = 2**31 - 2**26  # leave 64 MiB of room for the graph under prot
 
 class ExportError(NasxError):
     """A run folder that cannot be exported, an output folder that must not be written, a failed ONNX check."""
+
+
+class ExportCheckFailed(ExportError, RuntimeFailure):
+    """The exporter or the ONNX check failed on a model that should export: a runtime failure (exit 1)."""
 
 
 class LoadError(NasxError):
@@ -344,9 +348,9 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
                 verbose=False,
             )
     except Exception as exc:  # the exporter raises many types (torch._dynamo, torch.export, onnxscript)
-        raise ExportError(f"torch.onnx.export (dynamo) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise ExportCheckFailed(f"torch.onnx.export (dynamo) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     if program is None:
-        raise ExportError("torch.onnx.export (dynamo) returned no program")
+        raise ExportCheckFailed("torch.onnx.export (dynamo) returned no program")
     atomic_write(path, lambda p: program.save(str(p), external_data=big))
     written = [path]
     if big:  # the exporter names the data file after the temporary file; give it its final name
@@ -385,26 +389,26 @@ def check_onnx(
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"{path}: the ONNX model does not validate: {exc}") from None
+        raise ExportCheckFailed(f"{path}: the ONNX model does not validate: {exc}") from None
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
     if names != (["images"], ["logits"]):
-        raise ExportError(f"{path}: expected input ['images'] and output ['logits'], got {names[0]} and {names[1]}")
+        raise ExportCheckFailed(f"{path}: expected input ['images'] and output ['logits'], got {names[0]} and {names[1]}")
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         want = model.eval()(x).float()
         exact = copy.deepcopy(model).double()(x.double())
     got = session.run(["logits"], {"images": x.numpy()})[0]
     if got.shape != tuple(want.shape):
-        raise ExportError(f"{path}: onnxruntime gives logits of shape {got.shape}, torch {tuple(want.shape)}")
+        raise ExportCheckFailed(f"{path}: onnxruntime gives logits of shape {got.shape}, torch {tuple(want.shape)}")
     diff = float(abs(got - want.numpy()).max())
     fp32_error = float((want.double() - exact).abs().max())
     scale = float(want.abs().max())
     tolerance = max(ONNX_RTOL * max(1.0, scale), FP32_FACTOR * fp32_error)
     if not diff <= tolerance:  # catches nan too
-        raise ExportError(
+        raise ExportCheckFailed(
             f"{path}: onnxruntime's logits differ from torch's by up to {diff:.3g} on a random batch of {batch} "
             f"(tolerance {tolerance:.3g}; torch's own fp32 error {fp32_error:.2g})"
         )

@@ -32,6 +32,29 @@ def names() -> list[str]:
     return sorted(p.stem for p in zoo_dir().glob("*.yaml"))
 
 
+def fitting(side: int, classes: int) -> list[str]:
+    """The zoo networks whose stated input is ``side`` x ``side`` images of ``classes`` classes (e.g. CIFAR-scale)."""
+    out = []
+    for n in names():
+        net = get(n)
+        if net.input.resolution == side and net.input.classes == classes:
+            out.append(n)
+    return out
+
+
+def check_fits(net: Network, label: str, side: int, classes: int) -> None:
+    """Refuse a network whose stated input does not match the data (a 224-px, 1000-class ImageNet network on CIFAR):
+    its params and MACs would not be those of the network that trained. One line naming the networks that fit."""
+    if net.input.resolution == side and net.input.classes == classes:
+        return
+    fit = fitting(side, classes)
+    names_ = ", ".join(fit) if fit else "none in the zoo: write a genotype with that input"
+    raise NasxError(
+        f"{label} takes {net.input.resolution}x{net.input.resolution} images and {net.input.classes} classes, the data has "
+        f"{side}x{side} and {classes}: not trained as stated, so refused; networks that fit: {names_}"
+    )
+
+
 def path(name: str) -> Path:
     p = zoo_dir() / f"{name}.yaml"
     if not p.is_file():

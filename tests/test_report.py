@@ -78,14 +78,22 @@ def test_progress_states_its_reference_point_and_never_decreases(study) -> None:
     assert best.y[-1] == pytest.approx(100 * source.frame.query("role == 'candidate' and state == 'complete'")["val_acc"].max())
 
 
-def test_headline_answers_whether_a_candidate_beats_the_baseline(study) -> None:
+def test_headline_claims_beats_only_when_the_noise_allows_and_shows_n(study) -> None:
     _, source = study
     lines = headline([source])
+    assert source.val_images == 40
+    line = next(line for line in lines if HOSTILE in line)
+    assert "n=40 val images" in line, "every accuracy shows its n"
     full = source.frame.query("role == 'candidate' and state == 'complete'")
     base = source.frame.query("role == 'baseline'").iloc[0]
-    beats = full[(full["val_acc"] > base["val_acc"]) & (full["macs"] <= base["macs"])]
-    line = next(line for line in lines if HOSTILE in line)
-    assert line.startswith(f"{len(beats)} candidate(s) beat") if len(beats) else line.startswith("No candidate beats")
+    top = full[full["macs"] <= base["macs"]]["val_acc"].max()
+    se = lambda p: 1.96 * (p * (1 - p) / 40) ** 0.5  # noqa: E731
+    separated = top - se(top) > base["val_acc"] + se(base["val_acc"])
+    beaten = top + se(top) < base["val_acc"] - se(base["val_acc"])
+    assert (" beats it" in line) == separated and ("is beaten by" in line) == beaten
+    assert ("within noise" in line) == (not separated and not beaten)
+    assert any("selected at search fidelity" in line for line in lines)
+    assert not any("± 0.00" in line for line in lines)
 
 
 def test_report_files_figures_and_escaping(study, tmp_path: Path) -> None:
@@ -126,3 +134,16 @@ def test_report_and_compare_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "test 58.00%" in out.read_text()
     missing = runner.invoke(app, ["compare", "no-such-study", "--dir", str(tmp_path / "runs")])
     assert missing.exit_code == 2 and missing.output.count("error:") == 1 and "no-such-study" in missing.output
+
+
+def test_compare_of_sources_trained_differently_says_so_and_claims_nothing(study, tmp_path: Path) -> None:
+    _, source = study
+    run = tmp_path / "other-run"
+    run.mkdir()
+    summary = {"name": "r", "params": 10, "macs": 1000, "val_acc": 0.99, "test_acc": 0.98, "test_images": 100, "epochs": 30}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "config.yaml").write_text(json.dumps({"recipe": {"name": "standard", "lr": 0.2}, "fidelity": {"epochs": 30}}))
+    lines = headline([source, collect.from_run(run)])
+    assert lines[0].startswith("The sources differ in recipe, fidelity, data") and "not comparable" in lines[0]
+    assert not any(" beats " in line or "is beaten by" in line for line in lines)
+    assert any("test 98.00% ± 2.74 (±1.96 SE, n=100 test images)" in line for line in lines)

@@ -60,7 +60,8 @@ def test_retrain_records_seeded_final_runs_and_the_report_draws_the_final_front(
     finals = [s for s in specs if s["layout"]["title"]["text"].startswith("Final runs")]
     assert len(finals) == 2
     bars = {t.name: t.error_y.array for t in final_figure([source], "macs").data}
-    assert list(bars["baselines"]) == pytest.approx([100 * base["test_std"]]) and len(bars["found (front members)"]) == 2
+    assert list(bars["baselines"]) == pytest.approx([100 * base["test_ci"]]) and len(bars["found (front members)"]) == 2
+    assert base["test_ci"] == pytest.approx(12.706 * base["test_std"] / 2**0.5, rel=1e-3), "95% t-interval, 1 degree of freedom"
 
 
 def test_retrain_command_prints_the_final_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,3 +108,22 @@ def test_retrain_on_ray_runs_the_seeds_as_parallel_tasks(tmp_path: Path, monkeyp
     assert len(local) == 3, "the ray runs count as done: only seed 2 is trained"
     same = [r for r in local if r["seed"] < 2]
     assert same == runs
+
+
+@pytest.mark.slow
+def test_final_runs_on_two_data_sources_are_kept_apart(tmp_path: Path) -> None:
+    from test_data import write_batches
+
+    cfg = make_study(tmp_path, name="twodata")
+    other = tmp_path / "other-batches" / "cifar-10-batches-py"
+    write_batches(other, per_batch=30, n_test=10, seed=5)
+    one = retrain(cfg, root=tmp_path / "runs", top=1, recipe=TINY, seeds=1)
+    both = retrain(cfg, root=tmp_path / "runs", top=1, recipe=TINY, seeds=1, data=str(other))
+    assert len(one) == 1 and len(both) == 2, "the second source is a new run, not the recorded one"
+    assert len({r["data_sha256"] for r in both}) == 2 and len({r["setup"] for r in both}) == 2
+    table = final_summary(both)
+    assert len(table) == 2 and table["seeds"].tolist() == [1, 1], "never averaged across data sources"
+    assert table["test_ci"].isna().all(), "one seed: no interval"
+    a_recipe = TINY.model_copy(update={"lr": 0.01})  # same name, other settings: another setup too
+    three = retrain(cfg, root=tmp_path / "runs", top=1, recipe=a_recipe, seeds=1)
+    assert len(three) == 3 and len(final_summary(three)) == 3

@@ -66,3 +66,36 @@ def test_train_errors_are_one_line(setup: Path, extra: list[str], needle: str) -
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.output
+
+
+def test_an_imagenet_network_on_cifar_is_refused_in_one_line_naming_the_ones_that_fit(setup: Path) -> None:
+    result = runner.invoke(app, ["train", "resnet50", "--data", str(setup / "cifar-10-batches-py"), "--epochs", "1"])
+    assert result.exit_code == 2, "a usage error"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "224x224" in lines[0] and "1000 classes" in lines[0] and "resnet20_cifar" in lines[0]
+    assert "resnet50," not in lines[0].split("fit:")[1]
+
+
+def test_train_json_summary_and_exit_1_when_training_fails(setup: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = [
+        "train",
+        str(setup / "net.yaml"),
+        "--data",
+        str(setup / "cifar-10-batches-py"),
+        "--recipe",
+        str(setup / "recipe.yaml"),
+    ]
+    args += ["--epochs", "1", "--val-size", "20", "--out", str(setup / "run"), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["epochs"] == 1 and doc["val_images"] == 20 and doc["macs"] > 0 and doc["run_dir"] == str(setup / "run")
+    from nasx.train.loop import TrainingFailed
+
+    def diverge(*a: object, **k: object) -> None:
+        raise TrainingFailed("non_finite_loss", 1, "loss is nan")
+
+    monkeypatch.setattr("nasx.train.train_run", diverge)
+    failed = runner.invoke(app, [*args[:-2], "--out", str(setup / "run2")])
+    assert failed.exit_code == 1, "a runtime failure, not a usage error"
+    assert "training failed" in failed.stderr

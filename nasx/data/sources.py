@@ -27,7 +27,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nasx.data.cache import ArrayCache, cache_root, file_digest, folder_digest, fsync_dir
-from nasx.data.types import DataError, Dataset, ImageSet
+from nasx.data.types import DamagedData, DataError, Dataset, ImageSet
 
 #: The official archive (python pickle batches) and its published md5.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -75,7 +75,7 @@ def load(
         kind, train, test = _read_folder(path, progress) if is_folder else _read_archive(path, progress)
     except DataError as exc:
         if isinstance(source, str) and source == "download":  # verified when fetched, damaged since (a cut copy, a bad disk)
-            raise DataError(f"{exc}; the downloaded archive is damaged: delete {path} and load 'download' again") from exc
+            raise DamagedData(f"{exc}; the downloaded archive is damaged: delete {path} and load 'download' again") from exc
         raise
     dataset = Dataset(train=train, test=test, source=description, digest=digest)
     cache.store(dataset, kind)
@@ -454,7 +454,7 @@ def download(
             out.flush()
             os.fsync(out.fileno())
         if got != md5.lower():
-            raise DataError(f"download: md5 of {url} is {got}, expected {md5.lower()}; the file was not kept")
+            raise DamagedData(f"download: md5 of {url} is {got}, expected {md5.lower()}; the file was not kept")
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:

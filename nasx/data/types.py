@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nasx.errors import NasxError
+from nasx.errors import NasxError, RuntimeFailure
 
 #: CIFAR-10's classes in label order.
 CIFAR10_CLASSES: tuple[str, ...] = (
@@ -25,6 +25,10 @@ CIFAR10_CLASSES: tuple[str, ...] = (
 
 class DataError(NasxError):
     """A data source that cannot be read, a checksum that does not match, a split that cannot be made."""
+
+
+class DamagedData(DataError, RuntimeFailure):
+    """A download or archive damaged in transit or on disk (a checksum that does not match): exit code 1."""
 
 
 @dataclass(frozen=True, eq=False)

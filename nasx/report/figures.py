@@ -10,6 +10,7 @@ import html
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +20,14 @@ from plotly.subplots import make_subplots
 
 from nasx.report.collect import Source
 from nasx.results import edf, front_steps, hypervolume_progress, normalized_edf
+from nasx.results.noise import Estimate
+from nasx.search.record import Role, Status
 
 COST_TITLES = {"macs": "MACs (multiply-accumulates, batch 1)", "params": "parameters"}
 PALETTE = qualitative.D3 + qualitative.Set2
 STOPPED = "#9e9e9e"
 BASELINE = "#222222"
+RUN = "run"  # the role of a `nasx train` run folder's one row (collect.from_run)
 HAND_DESIGNED = "#555555"
 EDF_BINS = 8
 LAYOUT = {"template": "plotly_white", "height": 460, "margin": {"l": 60, "r": 20, "t": 60, "b": 50}}
@@ -43,7 +47,7 @@ def human(n: float) -> str:
 
 def hover(row: pd.Series) -> str:
     """Hover text of one trial: name, family, accuracy, epochs, state, costs, digest and the genotype's string form."""
-    who = row["name"] if row["role"] != "candidate" else f"trial {row['number']}"
+    who = row["name"] if row["role"] != Role.CANDIDATE else f"trial {row['number']}"
     lines = [
         f"<b>{esc(who)}</b> · {esc(row['source'])} · {esc(row['family'] or '')}",
         f"val acc {100 * row['val_acc']:.2f}% · {row['epochs']} epochs · {esc(row['state'])}",
@@ -71,6 +75,13 @@ class Groups:
         return cls(column, {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)})
 
 
+def final_estimate(r: Any) -> Estimate:
+    """A final_summary row's test accuracy as an estimate over its seeds (no interval for one seed)."""
+    half = None if pd.isna(r.test_ci) else float(r.test_ci)
+    low, high = (None, None) if half is None else (r.test_mean - half, r.test_mean + half)
+    return Estimate(float(r.test_mean), low, high, int(r.seeds), "seeds")
+
+
 def combined(sources: Sequence[Source]) -> pd.DataFrame:
     return pd.concat([s.frame for s in sources], ignore_index=True)
 
@@ -81,12 +92,12 @@ def _has_costs(frame: pd.DataFrame) -> pd.Series:
 
 def full_candidates(frame: pd.DataFrame) -> pd.DataFrame:
     """Candidates trained to the study's full fidelity (not stopped early, not a duplicate)."""
-    return frame[(frame["role"] == "candidate") & (frame["state"] == "complete") & _has_costs(frame)]
+    return frame[(frame["role"] == Role.CANDIDATE) & (frame["state"] == Status.COMPLETE) & _has_costs(frame)]
 
 
 def references(frame: pd.DataFrame) -> pd.DataFrame:
     """Baselines and training runs that finished: the labelled markers."""
-    return frame[frame["role"].isin(["baseline", "run"]) & (frame["state"] == "complete") & _has_costs(frame)]
+    return frame[frame["role"].isin([Role.BASELINE.value, RUN]) & (frame["state"] == Status.COMPLETE) & _has_costs(frame)]
 
 
 def hand_designed_front(frame: pd.DataFrame, cost: str, name: str, dash: str = "dot") -> go.Scatter | None:
@@ -141,7 +152,7 @@ def front_figure(sources: Sequence[Source], cost: str, overlays: Sequence[Source
             hovertext=[hover(r) for _, r in part.iterrows()],
             hoverinfo="text",
         )
-    stopped = frame[(frame["role"] == "candidate") & (frame["state"] == "stopped") & _has_costs(frame)]
+    stopped = frame[(frame["role"] == Role.CANDIDATE) & (frame["state"] == Status.STOPPED) & _has_costs(frame)]
     if len(stopped):
         fig.add_scatter(
             x=stopped[cost].astype(float),
@@ -171,7 +182,7 @@ def front_figure(sources: Sequence[Source], cost: str, overlays: Sequence[Source
             x=refs[cost].astype(float),
             y=100 * refs["val_acc"],
             mode="markers+text",
-            name="baselines, same recipe" if (refs["role"] == "baseline").all() else "baselines and runs",
+            name="baselines, same recipe" if (refs["role"] == Role.BASELINE).all() else "baselines and runs",
             text=[esc(n) for n in refs["name"]],
             textposition="top center",
             marker={"color": BASELINE, "symbol": "diamond", "size": 11},
@@ -250,8 +261,13 @@ def progress_figure(sources: Sequence[Source]) -> go.Figure | None:
 
 
 def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
-    """Error EDFs per group (family, or study when compared), plain and normalized for MACs (Radosavovic et al. 2019)."""
-    full = full_candidates(combined(sources))
+    """Error EDFs per group (family, or study when compared), plain and normalized for MACs (Radosavovic et al. 2019),
+    over each study's census set (random samples trained equally: ``Source.census``); its title says which."""
+    parts = [s.census for s in sources if s.census is not None and len(s.census)]
+    if not parts:
+        return None
+    full = pd.concat(parts, ignore_index=True)
+    full = full[full["macs"].notna()]
     if not len(full):
         return None
     groups = Groups.of(combined(sources))
@@ -268,7 +284,9 @@ def edf_figure(sources: Sequence[Source]) -> go.Figure | None:
         fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, **style, row=1, col=1)  # from 0: one model shows as a step
         x, f = normalized_edf(errors, part["macs"].to_numpy(float), bins=edges)
         fig.add_scatter(x=[x[0], *x], y=[0.0, *f], name=name, showlegend=False, **style, row=1, col=2)
-    fig.update_layout(**LAYOUT, title="Design-space statistics: error distribution of the full-fidelity trials")
+    over = "; ".join(f"{s.label}: {s.census_note}" for s in sources if s.census is not None and len(s.census))
+    title = f"Design-space statistics: error distribution (n={len(full)})<br><sup>{esc(over)}</sup>"
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, title=title)
     fig.update_xaxes(title="validation error (%)")
     fig.update_yaxes(title="fraction of models with error ≤ x", range=[0, 1.02])
     return fig
@@ -304,21 +322,21 @@ def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
         return None
     final = pd.concat(parts, ignore_index=True)
     fig = go.Figure()
-    styles = {"candidate": ("found (front members)", PALETTE[3], "circle"), "baseline": ("baselines", BASELINE, "diamond")}
+    styles = {Role.CANDIDATE: ("found (front members)", PALETTE[3], "circle"), Role.BASELINE: ("baselines", BASELINE, "diamond")}
     for role, (label, color, symbol) in styles.items():
         part = final[final["role"] == role]
         if not len(part):
             continue
         text = [
-            f"<b>{esc(r.label)}</b> · {esc(r.source)}<br>test {100 * r.test_mean:.2f}% ± {100 * r.test_std:.2f} over {r.seeds} "
-            f"seeds · {esc(r.recipe)}, {r.epochs} epochs<br>params {int(r.params):,} · MACs {int(r.macs):,}<br>"
+            f"<b>{esc(r.label)}</b> · {esc(r.source)}<br>test {esc(final_estimate(r).text())}"
+            f" · {esc(r.recipe)}, {r.epochs} epochs<br>params {int(r.params):,} · MACs {int(r.macs):,}<br>"
             f"digest {esc(r.digest)}"
             for r in part.itertuples()
         ]
         fig.add_scatter(
             x=part[cost].astype(float),
             y=100 * part["test_mean"],
-            error_y={"type": "data", "array": 100 * part["test_std"], "visible": True},
+            error_y={"type": "data", "array": 100 * part["test_ci"].astype(float), "visible": True},  # NaN (1 seed): no bar
             mode="markers+text",
             text=[esc(n) for n in part["label"]],
             textposition="top center",
@@ -330,7 +348,7 @@ def final_figure(sources: Sequence[Source], cost: str) -> go.Figure | None:
         )
     fig.update_layout(
         **LAYOUT,
-        title=f"Final runs: test accuracy vs {'MACs' if cost == 'macs' else 'parameters'} (mean ± std over seeds)",
+        title=f"Final runs: test accuracy vs {'MACs' if cost == 'macs' else 'parameters'} (mean, 95% t-interval over seeds)",
         xaxis={"type": "log", "title": COST_TITLES[cost]},
         yaxis={"title": "test accuracy (%)"},
         legend={"orientation": "h", "y": -0.18},

@@ -17,6 +17,7 @@ from nasx.report.figures import (
     combined,
     edf_figure,
     esc,
+    final_estimate,
     final_figure,
     front_figure,
     full_candidates,
@@ -25,6 +26,8 @@ from nasx.report.figures import (
     progress_figure,
     references,
 )
+from nasx.results.noise import single_run, verdict
+from nasx.search.record import Role, Status
 
 # Nothing may be fetched: scripts and styles are inline, images are data: URLs (plotly's PNG download).
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
@@ -56,30 +59,78 @@ def _json_script(fig: go.Figure, ident: str) -> str:
     return f'<div class="figure" id="{ident}"></div><script type="application/json" id="{ident}-data">{text}</script>'
 
 
-def headline(sources: Sequence[Source]) -> list[str]:
-    """At a glance: for each baseline, the candidates that beat it at no more MACs (or the closest one)."""
-    frame = combined(sources)
+def _n(row: pd.Series) -> int | None:
+    """The test-set size a run row recorded (None: unknown, so no interval is given)."""
+    n = row.get("test_images", None)
+    return None if n is None or pd.isna(n) else int(n)
+
+
+def _differences(sources: Sequence[Source]) -> list[str]:
+    """What differs between the sources' setups (recipe, fidelity, data, validation split): accuracies measured
+    under different setups are not comparable."""
+    if len(sources) < 2:
+        return []
+    out = []
+    for key in ("recipe", "fidelity", "data", "validation"):
+        if len({json.dumps(s.setup.get(key), sort_keys=True, default=str) for s in sources}) > 1:
+            out.append(key)
+    return out
+
+
+def _selection_lines(source: Source) -> list[str]:
+    """One source's search results as selection: the best candidate, and each reference against the best candidate
+    at no more MACs, with binomial standard errors; "beats" only when the 95% intervals separate."""
+    frame = source.frame
     full, refs = full_candidates(frame), references(frame)
+    n = source.val_images
+    unit = "val images"
     if not len(full):
-        return ["No candidate has finished at full fidelity yet."]
+        return [f"{source.label}: no candidate has finished at full fidelity yet."]
     best = full.loc[full["val_acc"].idxmax()]
     lines = [
-        f"Best candidate: trial {best['number']} ({best['source']}), {100 * best['val_acc']:.2f}% at {human(best['macs'])} MACs."
+        f"{source.label}: selected at search fidelity (validation split, one run each): trial {best['number']}, "
+        f"{single_run(best['val_acc'], n, unit).text()} at {human(best['macs'])} MACs, the best of {len(full)} "
+        "candidate(s); a maximum over many noisy runs is biased upward."
     ]
     for _, ref in refs.iterrows():
-        beat = full[(full["val_acc"] > ref["val_acc"]) & (full["macs"] <= ref["macs"])]
-        what = f"{ref['name']} ({100 * ref['val_acc']:.2f}% at {human(ref['macs'])} MACs)"
-        if len(beat):
-            top = beat.loc[beat["val_acc"].idxmax()]
-            lines.append(
-                f"{len(beat)} candidate(s) beat {what} at no more MACs; best: trial {top['number']}, "
-                f"{100 * top['val_acc']:.2f}% at {human(top['macs'])} MACs."
-            )
-        else:
-            cheaper = full[full["macs"] <= ref["macs"]]
-            closest = "" if not len(cheaper) else f"; best at no more MACs: {100 * cheaper['val_acc'].max():.2f}%"
-            lines.append(f"No candidate beats {what} at no more MACs{closest}.")
-    lines.append("Accuracies above are on the validation split at the study's search fidelity; the test set is not used.")
+        ref_est = single_run(ref["val_acc"], n, unit)
+        what = f"{ref['name']} ({ref_est.text()} at {human(ref['macs'])} MACs)"
+        cheaper = full[full["macs"] <= ref["macs"]]
+        if not len(cheaper):
+            lines.append(f"No candidate costs no more MACs than {what}.")
+            continue
+        top = cheaper.loc[cheaper["val_acc"].idxmax()]
+        est = single_run(top["val_acc"], n, unit)
+        say = verdict(est, ref_est)
+        lines.append(
+            f"At no more MACs than {what}: the best, trial {top['number']} ({est.text()}), {say} it"
+            + ("" if say == "beats" else " (the 95% intervals overlap or are unknown)")
+            + "."
+        )
+    return lines
+
+
+def headline(sources: Sequence[Source]) -> list[str]:
+    """At a glance: the selection each study made at search fidelity, set against its baselines with the noise of a
+    single run; then the final runs, which alone confirm. Sources trained differently are not compared."""
+    differ = _differences(sources)
+    lines: list[str] = []
+    if differ:
+        lines.append(
+            f"The sources differ in {', '.join(differ)}: their accuracies are not comparable, and no source is said to "
+            "beat another."
+        )
+    for source in sources:
+        if source.kind == "study":
+            lines += _selection_lines(source)
+            continue
+        r = source.frame.iloc[0]
+        test = "" if pd.isna(r.get("test_acc", None)) else f"; test {single_run(r['test_acc'], _n(r), 'test images').text()}"
+        lines.append(f"Run {source.label}: val {single_run(r['val_acc'], source.val_images).text()}{test} (one seed).")
+    lines.append(
+        "Search accuracies above are on the validation split at the study's search fidelity (± is 1.96 binomial SE); "
+        "they are a selection, not a confirmation. The test set is not used in search."
+    )
     if any("proxy network" in str(s.meta.get("fidelity", "")) for s in sources):
         lines.append(
             "They were measured on smaller proxy networks (see What was run); params and MACs are the evaluation networks'."
@@ -106,15 +157,26 @@ def hand_designed_headline(sources: Sequence[Source], overlays: Sequence[Source]
 
 
 def final_headline(sources: Sequence[Source]) -> list[str]:
-    """The final runs in one line per model: test mean ± std over seeds, cheapest first."""
+    """The final runs in one line per model (test mean with a 95% t-interval over seeds; none for one seed), cheapest
+    first, and each found model against each baseline of the same setup: "beats" only when the intervals separate."""
     parts = [s.final for s in sources if s.final is not None and len(s.final)]
     if not parts:
         return []
     final = pd.concat(parts, ignore_index=True).sort_values("macs")
-    each = "; ".join(
-        f"{r.label} {100 * r.test_mean:.2f}% ± {100 * r.test_std:.2f} at {human(r.macs)} MACs" for r in final.itertuples()
-    )
-    return [f"Final runs (official test set, mean ± std over seeds): {each}."]
+    tests = {int(x) for x in final["test_images"].dropna()} if "test_images" in final else set()
+    each = "; ".join(f"{r.label} {final_estimate(r).text()} at {human(r.macs)} MACs" for r in final.itertuples())
+    size = f", n={tests.pop():,} test images per run" if len(tests) == 1 else ""
+    lines = [f"Final runs (official test set{size}; mean with 95% t-interval over seeds): {each}."]
+    base = final[final["role"] == Role.BASELINE]
+    found = final[final["role"] == Role.CANDIDATE]
+    for b in base.itertuples():
+        for f in found.itertuples():
+            if (f.data_sha256, f.epochs, f.recipe) != (b.data_sha256, b.epochs, b.recipe):
+                continue  # another setup: not comparable
+            say = verdict(final_estimate(f), final_estimate(b))
+            tail = "." if say == "beats" else " (the 95% intervals overlap, or one seed gives none)."
+            lines.append(f"On the test set (retrained, seeded): {f.label} {say} {b.label}{tail}")
+    return lines
 
 
 def _diagram_cell(genotype: dict | None) -> str:
@@ -137,21 +199,22 @@ def top_models(sources: Sequence[Source]) -> str:
     rows = []
     for source in sources:
         frame = source.frame
-        picked = frame[(frame["on_front"] & (frame["state"] == "complete")) | frame.index.isin(references(frame).index)]
+        picked = frame[(frame["on_front"] & (frame["state"] == Status.COMPLETE)) | frame.index.isin(references(frame).index)]
         rows += [(source, r) for _, r in picked.iterrows()]
     rows.sort(key=lambda sr: float(sr[1]["macs"]))
-    head = ["source"] * multi + ["model", "family", "params", "MACs", "val acc", "epochs", "digest", "genotype", ""]
-    num = {"params", "MACs", "val acc", "epochs"}
+    head = ["source"] * multi + ["model", "family", "params", "MACs", "val acc (±1.96 SE)", "epochs", "digest", "genotype", ""]
+    num = {"params", "MACs", "val acc (±1.96 SE)", "epochs"}
     out = ["<table><thead><tr>", *(f'<th class="{"num" if h in num else ""}">{h}</th>' for h in head), "</tr></thead><tbody>"]
     for source, r in rows:
-        model = f"trial {r['number']} (front)" if r["role"] == "candidate" else f"{r['name']} ({r['role']})"
-        test = "" if pd.isna(r.get("test_acc", None)) else f"<br>test {100 * r['test_acc']:.2f}%"
+        model = f"trial {r['number']} (front)" if r["role"] == Role.CANDIDATE else f"{r['name']} ({r['role']})"
+        est = None if pd.isna(r.get("test_acc", None)) else single_run(r["test_acc"], _n(r), "test images")
+        test = "" if est is None else f"<br>test {esc(est.text())}"
         cells = [esc(source.label)] * multi + [
             f"<b>{esc(model)}</b>",
             esc(r["family"] or ""),
             f"{int(r['params']):,}",
             f"{int(r['macs']):,}",
-            f"{100 * r['val_acc']:.2f}%{test}",
+            f"{esc(single_run(r['val_acc'], source.val_images).text())}{test}",
             str(r["epochs"]),
             f"<code>{esc(r['digest'] or '')}</code>",
             f"<details><summary>string</summary><code>{esc(r['string'] or '')}</code></details>",
@@ -233,7 +296,8 @@ def render(sources: Sequence[Source], title: str, files: Sequence[str] = (), ove
             f'<div class="grid">{figure(final_figure(sources, "macs"), "")}{figure(final_figure(sources, "params"), "")}</div>'
         )
     progress = figure(progress_figure(sources), "No full-fidelity trial yet: no progress to draw.")
-    edfs = figure(edf_figure(sources), "No full-fidelity trial yet: no error distribution to draw.")
+    notes = " ".join(f"{s.label}: {s.census_note}." for s in sources if s.kind == "study" and s.census_note)
+    edfs = figure(edf_figure(sources), f"No error distribution to draw. {notes}")
     studies = [s for s in sources if s.kind == "study"]
     importance = "".join(
         figure(importance_figure(s), f"Parameter importance of {s.label}: {s.importance_note}.") for s in studies

@@ -260,6 +260,10 @@ class StudyConfig(Frozen):
         """The study file this config was read from (None when built in code)."""
         return self._file
 
+    # candidates sampled uniformly at random and trained to full fidelity (never stopped early), for the report's
+    # design-space statistics (EDFs, importances need random samples trained equally); they count towards the budget
+    census: Annotated[int, Field(strict=True, ge=0)] = 0
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v: tuple[Objective, ...]) -> tuple[Objective, ...]:

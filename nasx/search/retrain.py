@@ -2,9 +2,11 @@
 
 Each (model, seed) is one ``nasx train`` run folder under ``runs/<study>/final/``, trained on every
 image of the training set (or a seeded split when ``val_size`` is given) and measured once on the
-official test set. Its summary is recorded back into the study as a user attribute
-``final:<digest>:<recipe>:e<epochs>:s<seed>``, so ``nasx report`` draws the final front; a run
-already recorded is not trained again, and an interrupted one resumes from its checkpoint.
+official test set. Its summary is recorded back into the study under a key made of everything that
+changes its result (:func:`run_key`: the genotype's digest, a digest of the full recipe, the
+fidelity, the data's sha256, the validation size and the seed), so runs that differ in any of them
+are never averaged together (``setup``: the key without the seed). ``nasx report`` draws the final
+front; a run already recorded is not trained again, and an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import optuna
 from optuna.trial import TrialState
 
 from nasx import zoo
+from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
-from nasx.search.study import study_dir
+from nasx.search.record import FINAL_PREFIX, Role
+from nasx.search.study import study_dir, trial_rows
+from nasx.search.trial import held
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
-
-FINAL_PREFIX = "final:"
 
 
 @dataclass(frozen=True)
@@ -32,29 +35,25 @@ class Model:
     """One model to retrain: a front member (``number`` is its trial) or a baseline (``number`` None)."""
 
     label: str
-    role: str  # "candidate" or "baseline"
+    role: Role
     net: Network
     number: int | None
     search_acc: float | None
 
 
 def front_members(study: optuna.Study, cfg: StudyConfig, top: int) -> list[Model]:
-    """The ``top`` best complete candidates by non-dominated sorting: the Pareto front, most accurate first, then
-    the next front when the first has fewer than ``top`` members (a front of one is common with two objectives)."""
-    from nasx.search.rungs import fronts
+    """The ``top`` best candidates by non-dominated sorting (:func:`nasx.results.front_ranks` on the study's
+    objectives): the study's front (:func:`nasx.results.front`), most accurate first, then the next front when
+    the first has fewer than ``top`` members (a front of one is common with two objectives)."""
+    from nasx.results import front_ranks
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("role") == "candidate" and t.user_attrs.get("state") == "complete" and t.values
-    ]
-    k = len(cfg.objectives)  # a proxy objective (maximised, after them) is not part of the front
-    ranks = fronts([(-t.values[0], *t.values[1:k]) for t in done])
-    order = sorted(zip(ranks, done, strict=True), key=lambda rt: (rt[0], -rt[1].values[0], rt[1].number))
-    return [
-        Model(f"trial{t.number}", "candidate", Network.from_dict(t.user_attrs["genotype"]), t.number, t.values[0])
-        for _, t in order[:top]
-    ]
+    by_number = {r.number: r for r in rec.records(study, states=(TrialState.COMPLETE,))}
+    costs = [o.value for o in cfg.objectives[1:]]
+    out = []
+    for number, _ in front_ranks(trial_rows(study), costs)[:top]:
+        r = by_number[number]
+        out.append(Model(f"trial{number}", Role.CANDIDATE, Network.from_dict(r.genotype or {}), number, r.val_acc))
+    return out
 
 
 def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | None = None) -> list[Model]:
@@ -63,22 +62,33 @@ def baselines(study: optuna.Study, cfg: StudyConfig, only: tuple[str, ...] | Non
         raise StudyError(
             f"--baseline: {sorted(set(only) - set(cfg.baselines))} not among the study's baselines {list(cfg.baselines)}"
         )
-    accs = {
-        t.user_attrs.get("name"): t.values[0]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("role") == "baseline" and t.values
-    }
+    accs = {r.name: r.val_acc for r in rec.records(study, states=(TrialState.COMPLETE,)) if r.is_baseline and r.values}
     names = [n for n in cfg.baselines if only is None or n in only]
-    return [Model(name, "baseline", zoo.get(name), None, accs.get(name)) for name in names]
+    return [Model(name, Role.BASELINE, zoo.get(name), None, accs.get(name)) for name in names]
 
 
-def run_key(net: Network, recipe: Recipe, epochs: int, seed: int) -> str:
-    return f"{FINAL_PREFIX}{net.digest}:{recipe.name}:e{epochs}:s{seed}"
+def recipe_digest(recipe: Recipe) -> str:
+    """sha256 (12 hex) of every setting of the recipe but its name (a YAML that starts from a preset keeps the name)."""
+    import hashlib
+    import json
+
+    doc = {k: v for k, v in recipe.model_dump(mode="json").items() if k != "name"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def setup_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float) -> str:
+    """Everything but the seed that changes a final run's result: runs of one setup are the seeds of one mean."""
+    res = f"r{fidelity.resolution}" if fidelity.resolution else "rnet"
+    return f"{net.digest}:{recipe_digest(recipe)}:e{fidelity.epochs}f{fidelity.fraction:g}{res}:d{data_sha256[:12]}:v{val_size:g}"
+
+
+def run_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float, seed: int) -> str:
+    return f"{FINAL_PREFIX}{setup_key(net, recipe, fidelity, data_sha256, val_size)}:s{seed}"
 
 
 def final_runs(study: optuna.Study) -> list[dict[str, Any]]:
     """Every recorded final run (the study's ``final:*`` user attributes), in key order."""
-    return [v for k, v in sorted(study.user_attrs.items()) if k.startswith(FINAL_PREFIX)]
+    return rec.final_runs(study)
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class Job:
     seed: int
     key: str
     run_dir: Path
+    setup: str = ""
 
 
 def plan(
@@ -96,7 +107,9 @@ def plan(
     top: int,
     recipe: Recipe,
     seeds: int,
-    epochs: int,
+    fidelity: Fidelity,
+    data_sha256: str,
+    val_size: float = 0,
     only_baselines: tuple[str, ...] | None = None,
 ) -> list[Job]:
     """The (model, seed) runs still to do: front members first, then the baselines."""
@@ -105,40 +118,58 @@ def plan(
     models = front_members(study, cfg, top) + baselines(study, cfg, only_baselines)
     if not models:
         raise StudyError(f"study {cfg.name!r} has no complete front member and no baseline to retrain")
-    from nasx.train.run import run_name
+    from nasx.train.run import safe_part
 
     folder = study_dir(cfg, root) / "final"
     jobs = []
     for m in models:
+        setup = setup_key(m.net, recipe, fidelity, data_sha256, val_size)
         for seed in range(seeds):
-            key = run_key(m.net, recipe, epochs, seed)
-            if key not in study.user_attrs:
-                jobs.append(Job(m, seed, key, folder / run_name(m.label, recipe.name, epochs, seed)))
+            key = run_key(m.net, recipe, fidelity, data_sha256, val_size, seed)
+            if not rec.has_final(study, key):
+                name = f"{m.label}-{recipe.name}-{recipe_digest(recipe)[:6]}-e{fidelity.epochs}-d{data_sha256[:6]}-s{seed}"
+                jobs.append(Job(m, seed, key, folder / safe_part(name), setup))
     return jobs
 
 
-def record(study: optuna.Study, job: Job, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+def record(
+    study: optuna.Study,
+    job: Job,
+    summary: dict[str, Any],
+    recipe: Recipe,
+    fidelity: Fidelity,
+    data_sha256: str,
+    val_size: float,
+    test_images: int | None = None,
+) -> dict[str, Any]:
     entry = {
+        "setup": job.setup,
         "label": job.model.label,
-        "role": job.model.role,
+        "role": job.model.role.value,
         "number": job.model.number,
         "name": job.model.net.name or job.model.label,
         "digest": job.model.net.digest,
         "string": job.model.net.to_string(),
         "seed": job.seed,
         "recipe": recipe.name,
+        "recipe_digest": recipe_digest(recipe),
+        "fidelity": fidelity.model_dump(mode="json"),
+        "data_sha256": data_sha256,
+        "val_size": val_size,
         "epochs": summary["epochs"],
         "params": summary["params"],
         "macs": summary["macs"],
         "test_acc": summary["test_acc"],
+        "test_images": test_images,
         "val_acc": summary.get("val_acc"),
         "search_acc": job.model.search_acc,
         "train_seconds": summary["train_seconds"],
         "device": summary["device"],
+        **held(str(summary["device"])),
         "data": summary["data"],
         "run_dir": str(job.run_dir),
     }
-    study.set_user_attr(job.key, entry)
+    rec.write_final(study, job.key, entry)
     return entry
 
 
@@ -172,25 +203,27 @@ def retrain(
 
     study = load_study(cfg, root)
     n_epochs = Fidelity(epochs=epochs).epochs_for(recipe)
-    jobs = plan(study, cfg, root, top, recipe, seeds, n_epochs, only_baselines)
+    fidelity = Fidelity(epochs=n_epochs)
+    if top < 0 or seeds < 1:
+        raise StudyError(f"--top must be >= 0 and --seeds >= 1, got {top} and {seeds}")
+    source = data or cfg.data.source
+    full = datasets.load(source)  # its sha256 is part of every run's key (cached after the first load)
+    jobs = plan(study, cfg, root, top, recipe, seeds, fidelity, full.digest, val_size, only_baselines)
     if on_start is not None:
         on_start(jobs)
     if jobs:
-        source = data or cfg.data.source
-        full = datasets.load(source)
         if val_size:
             splits = datasets.split(full, datasets.as_val_size(val_size), cfg.data.split_seed, source=full.source)
         else:
             splits = datasets.Splits(
                 train=full.train, val=full.train.subset(np.zeros(0, dtype=np.int64)), source=full.source, seed=cfg.data.split_seed
             )
-        fidelity = Fidelity(epochs=n_epochs)
         if executor == "ray":
             finished: Iterator[tuple[Job, dict[str, Any]]] = _on_ray(cfg, jobs, splits, full.test, recipe, fidelity)
         else:
             finished = ((job, _train(job, splits, full.test, recipe, fidelity, cfg.device, callback)) for job in jobs)
         for job, summary in finished:
-            entry = record(study, job, summary, recipe)
+            entry = record(study, job, summary, recipe, fidelity, full.digest, val_size, len(full.test))
             if on_run is not None:
                 on_run(job, entry)
     return final_runs(study)
@@ -257,9 +290,12 @@ def export_targets(
     """
     if (trial is None) == (top is None):
         raise StudyError("give either --trial N or --top K")
-    runs = [r for r in final_runs(study) if r["role"] == "candidate"]
+    runs = [r for r in final_runs(study) if r["role"] == Role.CANDIDATE]
     if trial is not None:
         picked = [r for r in runs if r["number"] == trial]
+        base = next((r for r in rec.records(study) if r.number == trial and r.is_baseline), None)
+        if base is not None:  # a baseline's trial: its final runs are recorded by name
+            picked = [{**r, "number": trial} for r in final_runs(study) if r["role"] == Role.BASELINE and r["name"] == base.name]
         if not picked:
             raise StudyError(
                 f"trial {trial} has no final run to export: run `nasx retrain` on the study first (it retrains the front)"

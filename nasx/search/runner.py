@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from nasx.search import provenance
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.rungs import RungDecider
 from nasx.search.study import (
@@ -34,6 +35,18 @@ from nasx.search.trial import Context, Outcome, replay_rungs
 def space_digest(space: Any) -> str:
     blob = json.dumps(space.model_dump(mode="json") if hasattr(space, "model_dump") else repr(space), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_baselines(cfg: StudyConfig, side: int, classes: int) -> None:
+    """A baseline is plotted at the cost of the network that trained: its stated input must be the data's."""
+    from nasx import zoo
+    from nasx.errors import NasxError
+
+    for name in cfg.baselines:
+        try:
+            zoo.check_fits(zoo.get(name), f"baselines: {name}", side, classes)
+        except NasxError as exc:
+            raise StudyError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -84,14 +97,15 @@ def run_search(
         from nasx.train.loop import check_device
 
         check_device(cfg.device, where=f"{where}device")
-    try:
-        splits = (
-            None
-            if dry_run_s is not None
-            else datasets.load_splits(cfg.data.source, val_size=cfg.data.val, seed=cfg.data.split_seed)
-        )
-    except NasxError as exc:
-        raise StudyError(f"{where}data.source {cfg.data.source!r}: {exc}") from None
+    splits, data_sha256 = None, None
+    if dry_run_s is None:
+        try:
+            full = datasets.load(cfg.data.source)
+            splits = datasets.split(full, cfg.data.val, cfg.data.split_seed, source=full.source)
+        except NasxError as exc:
+            raise StudyError(f"{where}data.source {cfg.data.source!r}: {exc}") from None
+        data_sha256 = full.digest
+        check_baselines(cfg, full.train.images.shape[1], len(full.train.classes))
     recipe = cfg.resolved_recipe()
     if splits is not None:
         from nasx.train.loop import check_data
@@ -107,6 +121,9 @@ def run_search(
     with Worker(folder, journal=not cfg.storage) as worker:
         study = open_study(cfg, folder, digest, worker, storage=storage)
         with worker.turn():
+            run_index = provenance.begin_run(
+                study, cfg, digest, data_sha256, worker.id, None if splits is None else len(splits.val)
+            )
             retried = recover_stale(study, worker, cfg.failures)
         decider = None
         if cfg.early_stopping.kind == "asha":
@@ -116,20 +133,26 @@ def run_search(
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)
-            if kind == "local":
-                from nasx.search.executors.local import run_local
+            try:
+                if kind == "local":
+                    from nasx.search.executors.local import run_local
 
-                run_local(ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
-            elif kind == "ray":
-                from nasx.search.executors.ray import run_ray
+                    run_local(
+                        ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch
+                    )
+                elif kind == "ray":
+                    from nasx.search.executors.ray import run_ray
 
-                run_ray(
-                    ctx,
-                    trials=cfg.budget.trials,
-                    wall_time=cfg.budget.wall_time,
-                    on_outcome=on_outcome,
-                    storage_path=str(folder.resolve()),
-                )
+                    run_ray(
+                        ctx,
+                        trials=cfg.budget.trials,
+                        wall_time=cfg.budget.wall_time,
+                        on_outcome=on_outcome,
+                        storage_path=str(folder.resolve()),
+                    )
+            finally:
+                with worker.turn():
+                    provenance.end_run(study, run_index)
             return SearchSummary(folder, progress(study), retried, trial_rows(study))
 
 

@@ -69,8 +69,10 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nasx.search import record as rec
 from nasx.search.config import FailureKind, Failures, StudyConfig, StudyError
 from nasx.search.proxies import proxy_values
+from nasx.search.record import Status, TrialRecord
 from nasx.search.samplers import make_sampler
 from nasx.train.run import versions
 
@@ -391,21 +393,21 @@ def open_study(
     with worker.turn() if worker is not None else _nothing():
         storage = storage or storage_for(cfg, folder)
         study = optuna.create_study(study_name=cfg.name, storage=storage, directions=directions, load_if_exists=True)
-        old = study.user_attrs.get("identity")
+        old = rec.study_attr(study, rec.IDENTITY)
         identity = {**cfg.identity(), "space_digest": space_digest}
         if old is None:
-            study.set_user_attr("identity", identity)
-            study.set_user_attr("config", cfg.model_dump(mode="json"))
+            rec.set_study_attr(study, rec.IDENTITY, identity)
+            rec.set_study_attr(study, rec.CONFIG, cfg.model_dump(mode="json"))
         elif old != identity:
             changes = "; ".join(_diff(old, identity))
             raise StudyError(
                 f"study {cfg.name!r} in {folder} was started with another setup ({changes}); "
                 "give the changed study a new name, or delete the old folder"
             )
-        study.set_user_attr("versions", versions())  # of the latest search run, for the report
-        n = int(study.user_attrs.get("workers_started", 0))
+        rec.set_study_attr(study, rec.VERSIONS, versions())  # of the latest search run, for the report
+        n = rec.workers_started(study)
         if worker is not None:
-            study.set_user_attr("workers_started", n + 1)
+            rec.set_study_attr(study, rec.WORKERS_STARTED, n + 1)
         seed = worker_seed(cfg.sampler.seed, n)
         study.sampler = make_sampler(cfg.sampler.model_copy(update={"seed": seed}), len(directions))
         return study
@@ -426,22 +428,21 @@ def retry_or_not(
     ``worker_lost`` failure spends no retry (``attempt`` stays; ``lost`` counts such runs, up to
     ``policy.lost``). Returns whether it will be retried.
     """
-    attrs = trial.user_attrs
+    r = rec.read(trial)
     params = trial.params if params is None else params
-    trial.set_user_attr("failure", failure)
-    if attrs.get("retried"):  # queued already by a worker that died before telling
+    rec.write_failure(trial, failure)
+    if r.retried:  # queued already by a worker that died before telling
         return True
-    attempt, lost = int(attrs.get("attempt", 0)), int(attrs.get("lost", 0))
-    role = attrs.get("role")
-    if not policy.retries_left(failure, attempt, lost) or role not in ("candidate", "baseline"):
+    if not policy.retries_left(failure, r.attempt, r.lost) or r.role is None:
         return False
-    if role == "candidate" and not params:
+    if r.is_candidate and not params:
         return False  # died before drawing its parameters: nothing was evaluated, nothing to repeat
-    trial.set_user_attr("retried", True)
-    if role == "candidate":
-        again = {"retry_of": trial.number, "attempt": attempt, "lost": lost + 1}
-        if failure != FailureKind.WORKER_LOST.value:
-            again.update(attempt=attempt + 1, lost=lost)
+    rec.mark_retried(trial)
+    if r.is_candidate:
+        if failure == FailureKind.WORKER_LOST.value:  # not the trial's fault: spends no retry
+            again = rec.retry_attrs(trial.number, r.attempt, r.lost + 1)
+        else:
+            again = rec.retry_attrs(trial.number, r.attempt + 1, r.lost)
         study.enqueue_trial(params, user_attrs=again)
     return True
 
@@ -456,7 +457,7 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
     stale = []
     silent = set(heartbeat_stale(study))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who = t.user_attrs.get("worker")
+        who = rec.read(t).worker
         where = worker.liveness(who)
         by_heartbeat = where == "elsewhere" and t._trial_id in silent  # a live worker of this machine is never failed
         if where != "dead" and not by_heartbeat:
@@ -464,9 +465,7 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
         handle = optuna.trial.Trial(study, t._trial_id)
         why = "stopped sending its heartbeat" if by_heartbeat else "stopped"
         try:
-            handle.set_user_attr("state", "failed")
-            handle.set_user_attr("stale", True)
-            handle.set_user_attr("reason", f"the search process running it ({who or 'unknown'}) {why} (crash or kill)")
+            rec.mark_stale(handle, f"the search process running it ({who or 'unknown'}) {why} (crash or kill)")
             queued = t.system_attrs.get("fixed_params") or {}  # a retry that died before it drew its queued parameters
             retry_or_not(study, handle, FailureKind.WORKER_LOST.value, policy, {**queued, **t.params})
             study.tell(t.number, state=TrialState.FAIL)
@@ -544,17 +543,9 @@ class Heartbeats:
         return {"storage": None, "ids": set(), "_stop": None, "_thread": None}
 
 
-def evaluated(t: FrozenTrial) -> bool:
-    """A finished candidate that uses up one trial of the budget: any state but infeasible or screened (by a proxy
-    pre-filter), unless failed and retried."""
-    a = t.user_attrs
-    return (
-        t.state.is_finished()
-        and a.get("role") == "candidate"
-        and "digest" in a
-        and a.get("state") not in ("infeasible", "screened")
-        and not a.get("retried")
-    )
+def evaluated(t: FrozenTrial | TrialRecord) -> bool:
+    """A finished candidate that uses up one trial of the budget: any state but infeasible, unless failed and retried."""
+    return (t if isinstance(t, TrialRecord) else rec.read(t)).evaluated
 
 
 @dataclass(frozen=True)
@@ -572,21 +563,17 @@ _RUNNING, _WAITING = TrialState.RUNNING, TrialState.WAITING  # looked up once: t
 
 def census(study: optuna.Study, worker: Worker) -> Census:
     done = running = here = infeasible = 0
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if a.get("role") != "candidate":
+    for r in rec.records(study):
+        if not r.is_candidate:
             continue
-        state = t.state
-        if state is _RUNNING:
-            where = worker.liveness(a.get("worker"))
+        if r.running:
+            where = worker.liveness(r.worker)
             running += where != "dead"
             here += where == "live"
-        elif state is _WAITING:
-            continue
-        elif a.get("state") == "infeasible":
-            infeasible += 1
-        elif "digest" in a and not a.get("retried") and a.get("state") != "screened":  # evaluated(t), inlined
+        elif r.evaluated:
             done += 1
+        elif r.finished and r.status == Status.INFEASIBLE:
+            infeasible += 1
     return Census(done, running, here, infeasible)
 
 
@@ -598,35 +585,48 @@ class Progress:
     by_state: dict[str, int]  # finished candidates by state; failed ones queued again are "retried"
     baselines: int
     best_acc: float | None
-    front: int  # size of the Pareto front among complete trials
+    front: int  # size of the study's front (nasx.results.front: candidates at full fidelity, duplicates collapsed)
     elapsed: float  # wall seconds spent in searches of this study, across runs
+    val_images: int | None = None  # the validation split's size: the n of every search accuracy (None: not recorded)
 
 
 def candidates(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "candidate"]
+    return [t for t in study.get_trials(deepcopy=False) if rec.read(t).is_candidate]
+
+
+def study_front(study: optuna.Study, rows: list[dict[str, Any]] | None = None) -> list[int]:
+    """The study's front (trial numbers, most accurate first): :func:`nasx.results.front` on its objectives."""
+    from nasx.results import front
+
+    names = [o.value for o in study_objectives(study)]
+    return front(trial_rows(study) if rows is None else rows, names[1:])
+
+
+def study_objectives(study: optuna.Study) -> list[Any]:
+    """The objectives the study was created with (its stored identity), val_acc first."""
+    from nasx.search.config import Objective
+
+    identity = rec.study_attr(study, rec.IDENTITY) or {}
+    names = identity.get("objectives") or ["val_acc", "macs"][: len(study.directions)]
+    return [Objective(n) for n in names]
 
 
 def progress(study: optuna.Study) -> Progress:
-    trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state.is_finished()]
-    cand = [t for t in finished if t.user_attrs.get("role") == "candidate"]
+    records = [r for r in rec.records(study) if r.finished]
+    cand = [r for r in records if r.is_candidate]
     by_state: dict[str, int] = {}
-    for t in cand:
-        s = "retried" if t.user_attrs.get("retried") else t.user_attrs.get("state", "failed")
+    for r in cand:
+        s = "retried" if r.retried else r.status.value
         by_state[s] = by_state.get(s, 0) + 1
-    complete = [t for t in finished if t.state == TrialState.COMPLETE and t.values]
-    accs = [t.values[0] for t in complete]
-    try:
-        front = len(study.best_trials) if complete else 0
-    except RuntimeError:
-        front = 0
+    accs = [r.values[0] for r in cand if r.full_fidelity and r.values]
     return Progress(
-        trials=sum(1 for t in cand if evaluated(t)),
+        trials=sum(1 for r in cand if r.evaluated),
         by_state=by_state,
-        baselines=sum(1 for t in finished if t.user_attrs.get("role") == "baseline"),
+        baselines=sum(1 for r in records if r.is_baseline),
         best_acc=max(accs) if accs else None,
-        front=front,
-        elapsed=float(study.user_attrs.get("elapsed_s", 0.0)),
+        front=len(study_front(study)),
+        elapsed=rec.elapsed(study),
+        val_images=(rec.study_attr(study, rec.PROVENANCE) or {}).get("val_images"),
     )
 
 
@@ -636,89 +636,100 @@ def infeasible_cap(trials: int | None) -> int:
 
 
 def add_elapsed(study: optuna.Study, seconds: float) -> None:
-    study.set_user_attr("elapsed_s", float(study.user_attrs.get("elapsed_s", 0.0)) + seconds)
+    rec.add_elapsed(study, seconds)
 
 
-def find_duplicate(study: optuna.Study, digest: str, exclude: int) -> FrozenTrial | None:
+def find_duplicate(study: optuna.Study, digest: str, exclude: int) -> TrialRecord | None:
     """A finished trial of the same genotype whose result would repeat (same fidelity: the study's identity fixes it)."""
-    non_finite = FailureKind.NON_FINITE_LOSS.value
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if a.get("digest") != digest or t.number == exclude or t.state is _RUNNING or t.state is _WAITING:
-            continue
-        if a.get("state") in ("complete", "stopped") or a.get("failure") == non_finite:
-            return t  # a crash or out-of-memory may not happen again: those are trained again
+    for r in rec.records(study):
+        same = r.number != exclude and r.finished and r.digest == digest
+        repeatable = r.status in (Status.COMPLETE, Status.STOPPED) or r.failure == FailureKind.NON_FINITE_LOSS.value
+        if same and repeatable:  # a crash or out-of-memory may not happen again: those are trained again
+            return r
     return None
 
 
-def running_twin(study: optuna.Study, digest: str, exclude: int, worker: Worker) -> FrozenTrial | None:
+def running_twin(study: optuna.Study, digest: str, exclude: int, worker: Worker) -> TrialRecord | None:
     """A trial of the same genotype that a worker not known dead is training right now (this worker included)."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        a = t.user_attrs
-        if t.number != exclude and a.get("digest") == digest and a.get("training") and worker.liveness(a.get("worker")) != "dead":
-            return t
+    for r in rec.records(study, states=(TrialState.RUNNING,)):
+        if r.number != exclude and r.digest == digest and r.training and worker.liveness(r.worker) != "dead":
+            return r
     return None
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One dict per trial: the record the reports and ``nasx status`` read."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        rows.append(
-            {
-                "number": t.number,
-                "role": a.get("role"),
-                "name": a.get("name"),
-                # nasx's state is written just before Optuna is told: until then (or if the worker dies in between) it runs
-                "state": "running" if t.state == TrialState.RUNNING else a.get("state", t.state.name.lower()),
-                "reason": a.get("reason"),
-                "family": a.get("family"),
-                "digest": a.get("digest"),
-                "string": a.get("string"),
-                "params": a.get("params"),
-                "macs": a.get("macs"),
-                "proxy_params": a.get("proxy_params"),  # the network trained, when the fidelity scales it down
-                "proxy_macs": a.get("proxy_macs"),
-                "val_acc": (t.values[0] if t.values else (a.get("curve") or [None])[-1]),
-                "epochs": len(a.get("curve") or []),
-                "curve": a.get("curve") or [],
-                "wall_s": a.get("wall_s"),
-                "device": a.get("device"),
-                "device_name": a.get("device_name"),
-                "cuda": a.get("cuda"),
-                "duplicate_of": a.get("duplicate_of"),
-                "worker": a.get("worker"),
-                "failure": a.get("failure"),
-                "retry_of": a.get("retry_of"),
-                "retried": bool(a.get("retried")),
-                "proxies": proxy_values(a),
-            }
-        )
-    return rows
+    """One dict per trial (:meth:`TrialRecord.row`, plus the proxy scores): the record the reports and ``nasx status``
+    read. A trial Optuna still has running is ``running``, whatever nasx's state attribute says (it is written just
+    before the tell; a worker killed in between leaves it running).
+    """
+    return [{**r.row(), "proxies": proxy_values(dict(r.extra))} for r in rec.records(study)]
 
 
 MIN_IMPORTANCE_TRIALS = 4
 
 
-def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+def census_set(study: optuna.Study, sampler_kind: str) -> tuple[dict[int, float], str]:
+    """The trials the design-space statistics may use, and what they are: ``{trial number: val_acc}`` and a note.
+
+    EDFs and importances assume models sampled at random and trained equally (Radosavovic et al.
+    2019). So they use, in order: the study's random census (``census`` candidates, drawn uniformly
+    and trained to full fidelity; a duplicate counts with its twin's full-fidelity result); else, in
+    a random-sampler study, every distinct candidate at the epoch all of them reached (the first rung
+    under early stopping); else nothing (a model-based sampler's survivors are not a random sample).
+    """
+    records = [r for r in rec.records(study) if r.is_candidate and r.finished and not r.retried]
+    census = [r for r in records if r.census and r.status in (Status.COMPLETE, Status.DUPLICATE)]
+    if census:
+        done = {r.number: r.values[0] for r in census if r.values}
+        lost = len(census) - len(done)
+        extra = f"; {lost} left out (a duplicate of a trial stopped early)" if lost else ""
+        return (
+            done,
+            f"the study's random census: {len(done)} candidates drawn uniformly at random, each trained to full fidelity{extra}",
+        )
+    if sampler_kind != "random":
+        return {}, (
+            f"not computed: the study's sampler ({sampler_kind}) is model-based and early stopping keeps survivors, so its "
+            "trials are not a random sample trained equally; add `census: N` to the study, or run a random-sampler study"
+        )
+    seen: set[str] = set()
+    distinct = []
+    for r in records:
+        if r.status in (Status.COMPLETE, Status.STOPPED) and r.curve and r.digest not in seen:
+            seen.add(r.digest or "")
+            distinct.append(r)
+    if not distinct:
+        return {}, "not computed: no random candidate has trained yet"
+    epoch = min(len(r.curve) for r in distinct)
+    failed = sum(1 for r in records if r.status == Status.FAILED)
+    extra = f"; {failed} failed left out" if failed else ""
+    return {r.number: r.curve[epoch - 1] for r in distinct}, (
+        f"all {len(distinct)} distinct candidates of this random-sampler study, at epoch {epoch} (which every one reached){extra}"
+    )
+
+
+def importances(study: optuna.Study, accuracy: dict[int, float] | None = None, what: str = "") -> tuple[dict[str, float], str]:
     """fANOVA importance of each design-space parameter for validation accuracy, and a note.
 
-    Computed over the complete candidates (baselines have no parameters) and the parameters
-    every one of them has (conditional parameters drop out), with Optuna's
-    ``FanovaImportanceEvaluator`` (seed 0). Returns ``({}, why)`` when it cannot be computed.
+    ``accuracy``: the trials to use and their accuracy (:func:`census_set`; default: the complete
+    candidates at full fidelity), over the parameters every one of them has (conditional parameters
+    drop out), with Optuna's ``FanovaImportanceEvaluator`` (seed 0). Returns ``({}, why)`` when it
+    cannot be computed.
     """
-    done = [t for t in candidates(study) if t.state == TrialState.COMPLETE and t.values and t.params]
-    done = [t for t in done if t.user_attrs.get("state") == "complete"]  # duplicates repeat a trial
+    if accuracy is None:
+        accuracy = {r.number: r.values[0] for r in rec.records(study) if r.is_candidate and r.full_fidelity and r.values}
+        what = what or "complete candidates"
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    done = [(by_number[n], acc) for n, acc in accuracy.items() if n in by_number and by_number[n].params]
     if len(done) < MIN_IMPORTANCE_TRIALS:
-        return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} complete candidates, got {len(done)}"
-    scratch = optuna.create_study(directions=study.directions)
-    scratch.add_trials(done)
+        return {}, f"needs at least {MIN_IMPORTANCE_TRIALS} trials, got {len(done)}"
+    scratch = optuna.create_study(direction="maximize")
+    scratch.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=acc) for t, acc in done])
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
-        found = optuna.importance.get_param_importances(scratch, evaluator=evaluator, target=lambda t: t.values[0])
+        found = optuna.importance.get_param_importances(scratch, evaluator=evaluator)
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter common to all trials, or all values equal
         return {}, f"fANOVA could not be computed: {exc}"
     if not found:
-        return {}, "no parameter is shared by all complete candidates"
-    return dict(found), f"fANOVA (Optuna, seed 0) over {len(done)} complete candidates, val_acc as the target"
+        return {}, "no parameter is shared by all the trials"
+    return dict(found), f"fANOVA (Optuna, seed 0) over {len(done)} trials ({what}), val_acc as the target"

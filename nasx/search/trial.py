@@ -1,10 +1,9 @@
 """One trial, whichever executor runs it: ask, sample, check cost and constraints, de-duplicate, train, record.
 
-Every outcome is recorded in the trial's user attributes (``state``: complete, stopped,
-infeasible, failed or duplicate, with ``reason``; a failure also has ``failure``, its kind), so the
-study is the one source of truth. :func:`next_trial` is the critical section every worker goes
-through, under the study's ``ask.lock``: recover stale trials, check the budget, ask, sample,
-screen. Its rules are stated in :mod:`nasx.search.study`.
+Every outcome is recorded in the trial's record (:mod:`nasx.search.record`: a :class:`Status` with
+a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial`
+is the critical section every worker goes through, under the study's ``ask.lock``: recover stale
+trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.study`.
 """
 
 from __future__ import annotations
@@ -20,9 +19,11 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.data.types import Splits
 from nasx.errors import NasxError
+from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.proxies import objective_values, prefilter, record_scores
+from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import (
     Heartbeats,
@@ -69,13 +70,13 @@ def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any
 
     base = int(net.digest[:6], 16) / 0xFFFFFF
     metrics = []
-    state = "complete"
+    state = Status.COMPLETE.value
     for e in range(1, epochs + 1):
         time.sleep(seconds / epochs)
         m = EpochMetrics(e, 1.0, 0.0, 1.0, base * e / epochs, 0.0, seconds / epochs, 0.0)
         metrics.append(m)
         if callback(m):
-            state = "stopped"
+            state = Status.STOPPED.value
             break
     return TrainResult(
         model=None, metrics=metrics, state=state, seconds=seconds, device="dry-run", precision="", channels_last=False
@@ -85,9 +86,21 @@ def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any
 @dataclass(frozen=True)
 class Outcome:
     number: int
-    state: str
+    state: Status
     values: tuple[float, ...] | None
     reason: str | None = None
+
+
+def held(device: str, ctx: Context | None = None) -> dict[str, float]:
+    """What a trial on ``device`` held, for its compute cost: CPU threads, or GPUs (Ray: the study's share per trial)."""
+    if device.startswith(("cuda", "mps")):
+        share = ctx.cfg.executor.gpus_per_trial if ctx is not None and ctx.cfg.executor.kind == "ray" else 0.0
+        return {"gpus": share or 1.0}
+    if device.startswith("cpu"):
+        import torch
+
+        return {"cores": float(torch.get_num_threads())}
+    return {}
 
 
 def costs_of(cfg: StudyConfig, params: int, macs: int) -> tuple[float, ...]:
@@ -99,19 +112,17 @@ def replay_rungs(ctx: Context) -> None:
     """Bring the rung history up to date from the study (on a resume, and before every ask: other workers' results)."""
     if ctx.decider is None:
         return
-    for t in ctx.study.get_trials(deepcopy=False):
-        curve = t.user_attrs.get("curve") or []
-        a = t.user_attrs
-        if a.get("role") != "candidate" or not curve or a.get("state") == "duplicate" or a.get("retried"):
+    for r in rec.records(ctx.study):
+        if not r.is_candidate or not r.curve or r.status == Status.DUPLICATE or r.retried or r.params is None:
             continue
-        costs = costs_of(ctx.cfg, t.user_attrs["params"], t.user_attrs["macs"])
+        costs = costs_of(ctx.cfg, r.params, r.macs or 0)
         for m in ctx.decider.milestones:
-            if m <= len(curve):
-                ctx.decider.record(m, RungEntry(str(t.number), curve[m - 1], costs))
+            if m <= len(r.curve):
+                ctx.decider.record(m, RungEntry(str(r.number), r.curve[m - 1], costs))
 
 
 def record_genotype(
-    trial: optuna.Trial, net: Network, role: str, name: str | None = None, fidelity: Fidelity | None = None
+    trial: optuna.Trial, net: Network, role: Role | str, name: str | None = None, fidelity: Fidelity | None = None
 ) -> tuple[int, int]:
     """Store ``net`` (dict, string, digest, family) and its params and MACs in ``trial``; return ``(params, macs)``.
 
@@ -121,53 +132,46 @@ def record_genotype(
     from nasx.models.complexity import complexity
 
     cost = complexity(net)
-    if fidelity is not None and fidelity.proxy:
-        small = complexity(fidelity.network(net))
-        trial.set_user_attr("proxy_params", small.params)
-        trial.set_user_attr("proxy_macs", small.macs)
-    attrs = {
-        "role": role,
-        "name": name or net.name,
-        "digest": net.digest,
-        "string": net.to_string(),
-        "genotype": net.to_dict(),
-        "family": zoo.family(net),
-        "params": cost.params,
-        "macs": cost.macs,
-    }
-    for k, v in attrs.items():
-        trial.set_user_attr(k, v)
+    small = complexity(fidelity.network(net)) if fidelity is not None and fidelity.proxy else None
+    rec.write_genotype(
+        trial,
+        role=Role(role),
+        name=name or net.name,
+        digest=net.digest,
+        string=net.to_string(),
+        genotype=net.to_dict(),
+        family=zoo.family(net),
+        params=cost.params,
+        macs=cost.macs,
+        proxy_params=None if small is None else small.params,
+        proxy_macs=None if small is None else small.macs,
+    )
     return cost.params, cost.macs
 
 
 def finish(
     study: optuna.Study,
     trial: optuna.Trial,
-    state: str,
+    state: Status | str,
     values: tuple[float, ...] | None,
     reason: str | None,
     violations: dict[str, float] | None = None,
-    attrs: dict[str, Any] | None = None,
 ) -> Outcome:
     """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL).
 
     An infeasible draw is told PRUNED with its ``violations`` as Optuna constraints (positive: by how
     much, relative to the limit, it breaks each), so that samplers that read constraints (TPE, NSGA-II)
     learn where the feasible region is; it has no objective values and never reaches a front.
-    ``attrs``: more user attributes to record with the state (one journal append for all).
     """
+    state = Status(state)
     with batched(study):
-        for key, value in (attrs or {}).items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("state", state)
-        if reason:
-            trial.set_user_attr("reason", reason)
-        if state == "infeasible":
+        rec.write_status(trial, state, reason)
+        if state == Status.INFEASIBLE:
             for key, value in (violations or {"valid": 1.0}).items():
                 trial.set_constraint(key, value)
-    if state in ("complete", "duplicate") and values is not None:
+    if state in (Status.COMPLETE, Status.DUPLICATE) and values is not None:
         study.tell(trial, list(values))
-    elif state in ("infeasible", "stopped", "screened"):  # screened: left out by a proxy pre-filter; pruned, so samplers learn
+    elif state in (Status.INFEASIBLE, Status.STOPPED, Status.SCREENED):  # screened: left out by a proxy pre-filter
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, state=TrialState.FAIL)
@@ -178,7 +182,7 @@ def fail(ctx: Context, trial: optuna.Trial, failure: FailureKind | str, reason: 
     """Record a failed trial (``failure``: its kind), queue it again when the failure policy says so, tell Optuna."""
     with ctx.worker.turn():
         retry_or_not(ctx.study, trial, str(getattr(failure, "value", failure)), ctx.cfg.failures)
-        return finish(ctx.study, trial, "failed", None, reason)
+        return finish(ctx.study, trial, Status.FAILED, None, reason)
 
 
 def train_and_record(
@@ -197,7 +201,7 @@ def train_and_record(
 
     def callback(m: Any) -> bool:
         curve.append(m.val_acc)
-        trial.set_user_attr("curve", list(curve))
+        rec.write_curve(trial, curve)
         if on_epoch is not None:
             on_epoch()
         if early_stop and ctx.decider is not None:
@@ -213,21 +217,26 @@ def train_and_record(
             result = train(net, ctx.splits, ctx.recipe, ctx.cfg.fidelity, seed=ctx.cfg.seed, device=ctx.device, callback=callback)
         device_used[0] = result.device
     except TrainingFailed as exc:
-        trial.set_user_attr("wall_s", time.perf_counter() - t0)
+        rec.write_run(trial, time.perf_counter() - t0)
         return fail(ctx, trial, exc.reason, f"{exc.reason} in epoch {exc.epoch}: {exc.detail}")
     except Exception as exc:  # the search's boundary: one trial's crash is recorded, the search goes on
-        trial.set_user_attr("wall_s", time.perf_counter() - t0)
+        rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    attrs = {"wall_s": time.perf_counter() - t0, "device": device_used[0]}
-    if result.device_name:
-        attrs["device_name"] = result.device_name
-    if result.cuda:
-        attrs["cuda"] = result.cuda
-    if result.state == "stopped":
-        attrs["stopped_at"] = result.epochs
-        return finish(ctx.study, trial, "stopped", None, f"stopped early at epoch {result.epochs}", attrs=attrs)
-    return finish(ctx.study, trial, "complete", (result.val_acc, *costs, *objective_values(ctx, trial)), None, attrs=attrs)
+    with batched(ctx.study):  # one journal append for these
+        rec.write_run(
+            trial,
+            time.perf_counter() - t0,
+            device_used[0],
+            **held(device_used[0], ctx),
+            device_name=getattr(result, "device_name", None),
+            cuda=getattr(result, "cuda", None),
+        )
+        if result.state == Status.STOPPED.value:
+            rec.write_stopped_at(trial, result.epochs)
+    if result.state == Status.STOPPED.value:
+        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
+    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs, *objective_values(ctx, trial)), None)
 
 
 @dataclass(frozen=True)
@@ -248,9 +257,8 @@ class Candidate:
 Step = Candidate | Outcome | Literal["idle", "done"]
 
 
-def _mark(ctx: Context, trial: optuna.Trial, role: str) -> None:
-    trial.set_user_attr("role", role)
-    trial.set_user_attr("worker", ctx.worker.id)
+def _mark(ctx: Context, trial: optuna.Trial, role: Role) -> None:
+    rec.mark(trial, role, ctx.worker.id)
     if ctx.beats is not None:
         ctx.beats.add(trial._trial_id)
 
@@ -277,7 +285,7 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
     with ctx.worker.turn():
         recover_stale(ctx.study, ctx.worker, ctx.cfg.failures)
         replay_rungs(ctx)
-        if wall_time is not None and float(ctx.study.user_attrs.get("elapsed_s", 0.0)) >= wall_time:
+        if wall_time is not None and rec.elapsed(ctx.study) >= wall_time:
             drop_queued(ctx, "the wall time ran out before it was trained")
             return "done"
         if ctx.queued:
@@ -296,6 +304,8 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
                 f"{c.infeasible} candidates broke the constraints and only {c.evaluated} met them: "
                 "loosen constraints or narrow the space"
             )
+        if census_due(ctx):
+            return ask_census(ctx)
         step = screen(ctx, ctx.study.ask(), mark=True)
         p = ctx.cfg.proxies
         if p is not None and p.use == "prefilter" and isinstance(step, Candidate) and step.twin is None:
@@ -304,7 +314,33 @@ def next_trial(ctx: Context, budget: int | None, wall_time: float | None = None)
         return step
 
 
-def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | Candidate:
+def census_due(ctx: Context) -> bool:
+    """Whether the study still owes candidates to its random census (``census`` in the config)."""
+    if not ctx.cfg.census:
+        return False
+    taken = sum(1 for r in rec.records(ctx.study) if r.is_candidate and r.census and not r.retried)
+    return taken < ctx.cfg.census
+
+
+def ask_census(ctx: Context) -> Outcome | Candidate:
+    """A census candidate: drawn by a uniform random sampler (whatever the study's), trained to full fidelity."""
+    import hashlib
+
+    study, saved = ctx.study, ctx.study.sampler
+    n = len(study.get_trials(deepcopy=False))
+    seed = int(hashlib.sha256(f"census:{ctx.cfg.sampler.seed}:{n}".encode()).hexdigest()[:8], 16)
+    study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    try:
+        trial = study.ask()
+        rec.mark(trial, Role.CANDIDATE, ctx.worker.id, census=True)
+        if ctx.beats is not None:
+            ctx.beats.add(trial._trial_id)
+        return screen(ctx, trial, early_stop=False)
+    finally:
+        study.sampler = saved
+
+
+def screen(ctx: Context, trial: optuna.Trial, mark: bool = False, early_stop: bool = True) -> Outcome | Candidate:
     """Sample the trial's genotype and settle it without training when it is infeasible or a duplicate.
 
     Returns the finished :class:`Outcome`, or the :class:`Candidate` to train or to wait with.
@@ -314,16 +350,16 @@ def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | C
     problem = None
     with batched(ctx.study):  # the marks, the parameters and the genotype record: one journal append
         if mark:
-            _mark(ctx, trial, "candidate")
+            _mark(ctx, trial, Role.CANDIDATE)
         try:
             net = ctx.space.sample(trial)
-            params, macs = record_genotype(trial, net, "candidate", fidelity=ctx.cfg.fidelity)
+            params, macs = record_genotype(trial, net, Role.CANDIDATE, fidelity=ctx.cfg.fidelity)
         except NasxError as exc:
             problem = f"not a valid network: {exc}"
         except RuntimeError as exc:  # a shape torch rejects when counting (e.g. a kernel larger than its input)
             problem = f"cannot be built: {str(exc).splitlines()[0]}"
     if problem is not None:
-        return finish(ctx.study, trial, "infeasible", None, problem)
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, problem)
     limits = ctx.cfg.constraints
     over = {
         name: (value - limit) / limit
@@ -333,7 +369,7 @@ def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | C
     if over:
         checks = (("max_macs", "MACs", macs, limits.max_macs), ("max_params", "params", params, limits.max_params))
         reason = "; ".join(f"{what} {value:,} > {name} {limit:,}" for name, what, value, limit in checks if name in over)
-        return finish(ctx.study, trial, "infeasible", None, reason, over)
+        return finish(ctx.study, trial, Status.INFEASIBLE, None, reason, over)
     side = ctx.cfg.fidelity.resolution
     if side is not None:
         from nasx.models.complexity import resolution_problem
@@ -341,9 +377,9 @@ def screen(ctx: Context, trial: optuna.Trial, mark: bool = False) -> Outcome | C
         problem = resolution_problem(net, side)
         if problem is not None:
             return finish(
-                ctx.study, trial, "infeasible", None, f"fidelity.resolution {side} is too small: {problem}", {"valid": 1.0}
+                ctx.study, trial, Status.INFEASIBLE, None, f"fidelity.resolution {side} is too small: {problem}", {"valid": 1.0}
             )
-    return place(ctx, Candidate(trial, net, params, macs, early_stop=True))
+    return place(ctx, Candidate(trial, net, params, macs, early_stop=early_stop))
 
 
 def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
@@ -356,21 +392,21 @@ def place(ctx: Context, cand: Candidate) -> Outcome | Candidate:
     trial, digest = cand.trial, cand.net.digest
     twin = find_duplicate(ctx.study, digest, trial.number)
     if twin is not None:
-        copied = {"duplicate_of": twin.number, "curve": twin.user_attrs.get("curve", [])}
-        values = tuple(twin.values) if twin.state == TrialState.COMPLETE and twin.values else None
+        values = twin.values if twin.optuna_state == TrialState.COMPLETE and twin.values else None
         if values is None:  # the twin was stopped or failed: so is this one, without training again
             with batched(ctx.study):
-                for key, value in {**copied, "state": "duplicate"}.items():
-                    trial.set_user_attr(key, value)
-            ctx.study.tell(trial, state=TrialState.PRUNED if twin.state == TrialState.PRUNED else TrialState.FAIL)
-            return Outcome(trial.number, "duplicate", None, f"same genotype as trial {twin.number}")
-        return finish(ctx.study, trial, "duplicate", values, f"same genotype as trial {twin.number}", attrs=copied)
+                rec.write_duplicate(trial, twin.number, twin.curve)
+                rec.write_status(trial, Status.DUPLICATE)
+            ctx.study.tell(trial, state=TrialState.PRUNED if twin.optuna_state == TrialState.PRUNED else TrialState.FAIL)
+            return Outcome(trial.number, Status.DUPLICATE, None, f"same genotype as trial {twin.number}")
+        rec.write_duplicate(trial, twin.number, twin.curve)
+        return finish(ctx.study, trial, Status.DUPLICATE, values, f"same genotype as trial {twin.number}")
     running = running_twin(ctx.study, digest, trial.number, ctx.worker)
     if running is not None:
         if cand.twin != running.number:
-            trial.set_user_attr("waiting_for", running.number)
+            rec.write_waiting_for(trial, running.number)
         return replace(cand, twin=running.number)
-    trial.set_user_attr("training", True)
+    rec.mark_training(trial)
     return replace(cand, twin=None)
 
 
@@ -378,7 +414,7 @@ def twin_running(ctx: Context, number: int) -> bool:
     """Whether trial ``number`` is still running on a worker not known dead (read without the lock)."""
     for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.number == number:
-            where = ctx.worker.liveness(t.user_attrs.get("worker"))
+            where = ctx.worker.liveness(rec.read(t).worker)
             if where == "elsewhere":  # another machine's: running while its heartbeat is fresh (RDB storage)
                 return t._trial_id not in heartbeat_stale(ctx.study)
             return where != "dead"
@@ -414,20 +450,18 @@ def pending_baselines(ctx: Context) -> list[str]:
     or ``failures.lost`` lost workers in a row is final.
     """
     taken = set()
-    for t in ctx.study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if a.get("role") != "baseline":
+    for r in rec.records(ctx.study):
+        if not r.is_baseline:
             continue
-        alive = ctx.worker.liveness(a.get("worker")) != "dead"
-        if t.state == TrialState.RUNNING:
+        alive = ctx.worker.liveness(r.worker) != "dead"
+        if r.running:
             if alive:
-                taken.add(a.get("name"))
-        elif t.state.is_finished() and not a.get("retried"):
-            failure = a.get("failure")
-            final = t.state != TrialState.FAIL or failure == FailureKind.NON_FINITE_LOSS.value
-            gave_up = failure == FailureKind.WORKER_LOST.value and int(a.get("lost", 0)) >= ctx.cfg.failures.lost
+                taken.add(r.name)
+        elif r.finished and not r.retried:
+            final = r.optuna_state != TrialState.FAIL or r.failure == FailureKind.NON_FINITE_LOSS.value
+            gave_up = r.failure == FailureKind.WORKER_LOST.value and r.lost >= ctx.cfg.failures.lost
             if final or gave_up or alive:
-                taken.add(a.get("name"))
+                taken.add(r.name)
     return [b for b in ctx.cfg.baselines if b not in taken]
 
 
@@ -436,18 +470,12 @@ def ask_baseline(ctx: Context, name: str) -> Candidate:
     study = ctx.study
     # not study.ask(): that would take a candidate queued for retry (a waiting trial) and lose its parameters
     trial = optuna.Trial(study, study._storage.create_new_trial(study._study_id))
-    _mark(ctx, trial, "baseline")
-    before = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("name") == name and t.state == TrialState.FAIL
-    ]
+    _mark(ctx, trial, Role.BASELINE)
+    before = [r for r in rec.records(study) if r.is_baseline and r.name == name and r.optuna_state == TrialState.FAIL]
     if before:
-        lost = sum(t.user_attrs.get("failure") == FailureKind.WORKER_LOST.value for t in before)
-        trial.set_user_attr("retry_of", before[-1].number)
-        trial.set_user_attr("attempt", len(before) - lost)
-        trial.set_user_attr("lost", lost)
+        lost = sum(r.failure == FailureKind.WORKER_LOST.value for r in before)
+        rec.write_retry(trial, before[-1].number, len(before) - lost, lost)
     net = zoo.get(name)
-    params, macs = record_genotype(trial, net, "baseline", name, fidelity=ctx.cfg.fidelity)
-    trial.set_user_attr("training", True)
+    params, macs = record_genotype(trial, net, Role.BASELINE, name, fidelity=ctx.cfg.fidelity)
+    rec.mark_training(trial)
     return Candidate(trial, net, params, macs, early_stop=False)

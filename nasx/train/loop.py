@@ -28,7 +28,7 @@ from torch import nn
 
 from nasx.data.loader import Augment, DeviceLoader
 from nasx.data.types import ImageSet, Splits
-from nasx.errors import NasxError
+from nasx.errors import NasxError, RuntimeFailure
 from nasx.models.layers import DropPath
 from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
@@ -38,7 +38,7 @@ FailureReason = Literal["non_finite_loss", "out_of_memory"]
 log = logging.getLogger("nasx.train")
 
 
-class TrainingFailed(NasxError):
+class TrainingFailed(RuntimeFailure):
     """A run that cannot go on: ``reason`` is ``non_finite_loss`` or ``out_of_memory`` (a search may retry the latter)."""
 
     def __init__(self, reason: FailureReason, epoch: int, detail: str) -> None:
@@ -182,7 +182,7 @@ def _save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(run_dir / CHECKPOINT, lambda p: torch.save(state, p))
 
 
-class CheckpointError(NasxError):
+class CheckpointError(RuntimeFailure):
     """A run folder's ``checkpoint.pt`` that is intact but cannot be resumed: another run's, or not a nasx
     checkpoint (a file that ``torch.load(weights_only=True)`` refuses, e.g. a pickle of arbitrary objects).
     Final: the file is left as it is for the user to look at."""

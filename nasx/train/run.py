@@ -135,6 +135,7 @@ def train_run(
         "precision": result.precision,
         "channels_last": result.channels_last,
         "data": data.source,
+        "val_images": len(data.val),
     }
     if fidelity.proxy:  # the network trained was the genotype's scaled proxy: its own figures too
         small = complexity(fidelity.network(genotype))
@@ -150,6 +151,6 @@ def train_run(
             channels_last=result.channels_last,
             resolution=fidelity.resolution,
         )
-        summary.update(test_acc=test_acc, test_loss=test_loss, test_source=test_source or data.source)
+        summary.update(test_acc=test_acc, test_loss=test_loss, test_source=test_source or data.source, test_images=len(test))
     _write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return result, summary

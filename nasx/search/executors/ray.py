@@ -25,9 +25,11 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from nasx.errors import NasxError
+from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind
 from nasx.search.proxies import objective_values, record_scores
+from nasx.search.record import Status
 from nasx.search.rungs import RungDecider, RungEntry
 from nasx.search.study import add_elapsed, progress
 from nasx.search.trial import (
@@ -228,7 +230,7 @@ class StudySearcher(Searcher):
             return
         trial, _, curve = entry
         curve.append(float(result["val_acc"]))
-        trial.set_user_attr("curve", list(curve))
+        rec.write_curve(trial, curve)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -238,11 +240,17 @@ class StudySearcher(Searcher):
         with batched(self.ctx.study):  # one journal append for these
             if not result.get("finished") and not result.get("failed") and int(result.get("epoch", 0)) > len(curve):
                 curve.append(float(result["val_acc"]))  # the result the scheduler stopped the trial on
-                trial.set_user_attr("curve", list(curve))
-            trial.set_user_attr("wall_s", float(result.get("wall_s", 0.0)))
-            for key in ("device", "device_name", "cuda"):
-                if result.get(key):
-                    trial.set_user_attr(key, result[key])
+                rec.write_curve(trial, curve)
+            device = str(result.get("device") or "")
+            share = {"gpus": self.gpus or 1.0} if device.startswith("cuda") else {"cores": self.ctx.cfg.executor.cpus_per_trial}
+            rec.write_run(
+                trial,
+                float(result.get("wall_s", 0.0)),
+                device or None,
+                **(share if device else {}),
+                device_name=result.get("device_name"),
+                cuda=result.get("cuda"),
+            )
         epochs = self.ctx.cfg.epochs
         if error:
             unknown = (FailureKind.CRASH.value, "the Ray trial raised an error (see the Ray logs)")
@@ -252,10 +260,10 @@ class StudySearcher(Searcher):
             outcome = fail(self.ctx, trial, str(result.get("failure", FailureKind.CRASH.value)), str(result["failed"]))
         elif result.get("finished") and int(result["epoch"]) >= epochs:
             values = (float(result["val_acc"]), *costs, *objective_values(self.ctx, trial))
-            outcome = finish(self.ctx.study, trial, "complete", values, None)
+            outcome = finish(self.ctx.study, trial, Status.COMPLETE, values, None)
         else:
-            trial.set_user_attr("stopped_at", len(curve))
-            outcome = finish(self.ctx.study, trial, "stopped", None, f"stopped early at epoch {len(curve)}")
+            rec.write_stopped_at(trial, len(curve))
+            outcome = finish(self.ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {len(curve)}")
         self._report(outcome)
 
 
