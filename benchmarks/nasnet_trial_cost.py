@@ -54,19 +54,19 @@ def main() -> None:
         if channels_last:
             x = x.to(memory_format=torch.channels_last)
 
-        def step() -> None:
+        def step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
             with _autocast(device, precision):
                 loss, _ = training_loss(model(x), y, recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        step()
+        step(model, opt, x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for _ in range(args.steps):
-            step()
+            step(model, opt, x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
         rate = args.steps * recipe.batch_size / (time.perf_counter() - t0)
