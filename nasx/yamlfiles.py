@@ -73,8 +73,9 @@ def parse(text: str) -> Any:
     """
     if len(text) > MAX_BYTES:
         raise YamlProblem("", f"the text is {len(text):,} characters; at most {MAX_BYTES:,} are read")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         _check_depth(text)
         root = loader.get_single_node()
         _check_nodes(root)
@@ -87,7 +88,8 @@ def parse(text: str) -> Any:
     except RecursionError:  # the YAML parser recurses once per nesting level
         raise YamlProblem("", f"invalid YAML: nested more than {MAX_NESTING} levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     problem = nesting_problem(data)
     if problem is not None:
         raise YamlProblem(*problem)

@@ -18,7 +18,7 @@ def test_killed_and_restarted_workers_lose_nothing_train_nothing_twice_and_keep_
     assert spec is not None and spec.loader is not None
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    out = soak.soak(trials=40, workers=4, kill_every=1.0, sleep=0.05, space="macro-cifar", folder=tmp_path, seed=1, fork=True)
+    out = soak.soak(trials=40, workers=4, kill_every=0.5, sleep=0.3, space="macro-cifar", folder=tmp_path, seed=1, fork=True)
     assert out["injections"] >= 5, out
     assert (out["lost"], out["duplicates"], out["overshoot"], out["left_running"], out["crashed"]) == (0, 0, 0, 0, 0), out
     assert out["evaluated"] == 40

@@ -107,7 +107,7 @@ def test_fraction_trains_on_fewer_images() -> None:
 
 def test_a_split_smaller_than_one_batch_is_a_clear_error() -> None:
     small = Splits(train=_images(10, 0), val=_images(10, 1), source="synthetic", seed=0)
-    with pytest.raises(NasxError, match="batch_size: must be <= the 10 images"):
+    with pytest.raises(NasxError, match="the training split holds 10 images, fewer than one batch of 32"):
         train(TINY, small, RECIPE, device="cpu")
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,12 @@ from nasx.search.config import StudyConfig, StudyError
 
 
 def code_version() -> dict[str, str]:
-    """nasx's version and, when it runs from a git checkout, the commit (``+dirty`` with uncommitted changes)."""
+    """nasx's version and, when it runs from a git checkout, the commit it is at.
+
+    The commit is read from the checkout's files (``HEAD``, the ref it names, ``packed-refs``), not by
+    running git: a repository's own configuration can make git run commands (``core.fsmonitor``).
+    Uncommitted changes are therefore not detected.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
@@ -41,23 +46,38 @@ def code_version() -> dict[str, str]:
         out["nasx"] = version("nasx")
     except PackageNotFoundError:
         out["nasx"] = "unknown"
-    root = Path(__file__).resolve().parents[2]
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-            ).stdout.strip()
-            dirty = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.strip()
-            out["commit"] = commit + ("+dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            pass
+    commit = _git_commit(Path(__file__).resolve().parents[2] / ".git")
+    if commit:
+        out["commit"] = commit[:12]
     return out
+
+
+def _git_commit(dot_git: Path) -> str | None:
+    """The commit ``HEAD`` of a checkout's ``.git`` (a folder, or a worktree's ``gitdir:`` file) points at, if readable."""
+    try:
+        if dot_git.is_file():
+            line = dot_git.read_text().strip()
+            if not line.startswith("gitdir:"):
+                return None
+            dot_git = (dot_git.parent / line.split(":", 1)[1].strip()).resolve()
+        head = (dot_git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
+        ref = head.split(":", 1)[1].strip()
+        common = dot_git  # a worktree keeps its refs in the main repository's folder
+        if (dot_git / "commondir").is_file():
+            common = (dot_git / (dot_git / "commondir").read_text().strip()).resolve()
+        for base in (dot_git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip()
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split(" ", 1)[0]
+    except OSError:
+        return None
+    return None
 
 
 def cpu_model() -> str:
