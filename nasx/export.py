@@ -400,6 +400,11 @@ def check_onnx(
     with torch.no_grad():
         want = model.eval()(x).float()
         exact = copy.deepcopy(model).double()(x.double())
+    if not bool(torch.isfinite(want).all()):  # the model itself, not the export: say so
+        raise ExportCheckFailed(
+            f"{path}: the model's own logits (torch, eval mode) are not finite on a random batch of {batch}: its weights "
+            "or batch-norm statistics are degenerate (e.g. a run of a few steps at a high learning rate); nothing exported"
+        )
     got = session.run(["logits"], {"images": x.numpy()})[0]
     if got.shape != tuple(want.shape):
         raise ExportCheckFailed(f"{path}: onnxruntime gives logits of shape {got.shape}, torch {tuple(want.shape)}")
