@@ -25,17 +25,22 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def _train_args(setup: Path, *, epochs: int, out: Path) -> list[str]:
+    """`nasx train` of the fixture's network, data and recipe on the CPU."""
+    data, recipe = str(setup / "cifar-10-batches-py"), str(setup / "recipe.yaml")
+    return ["train", str(setup / "net.yaml"), "--data", data, "--recipe", recipe, "--epochs", str(epochs)] + [
+        "--val-size",
+        "20",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+
+
 def test_train_writes_a_run_folder_and_reports_val_and_test(setup: Path) -> None:
     run = setup / "run"
-    args = [
-        "train",
-        str(setup / "net.yaml"),
-        "--data",
-        str(setup / "cifar-10-batches-py"),
-        "--recipe",
-        str(setup / "recipe.yaml"),
-    ]
-    args += ["--epochs", "2", "--val-size", "20", "--out", str(run), "--test", "--device", "cpu"]
+    args = [*_train_args(setup, epochs=2, out=run), "--test"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "val " in result.stdout and "test " in result.stdout and str(run) in result.stdout
@@ -77,15 +82,7 @@ def test_an_imagenet_network_on_cifar_is_refused_in_one_line_naming_the_ones_tha
 
 
 def test_train_json_summary_and_exit_1_when_training_fails(setup: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = [
-        "train",
-        str(setup / "net.yaml"),
-        "--data",
-        str(setup / "cifar-10-batches-py"),
-        "--recipe",
-        str(setup / "recipe.yaml"),
-    ]
-    args += ["--epochs", "1", "--val-size", "20", "--out", str(setup / "run"), "--device", "cpu"]
+    args = _train_args(setup, epochs=1, out=setup / "run")
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)

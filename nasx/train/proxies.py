@@ -42,6 +42,7 @@ from nasx.data.loader import NO_AUGMENT, DeviceLoader
 from nasx.data.types import ImageSet
 from nasx.models.network import build_network
 from nasx.space.genotype import Network
+from nasx.train.loop import split_outputs
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -76,11 +77,6 @@ def proxy_batches(
     return out
 
 
-def _logits(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The main logits of a forward pass (networks with auxiliary heads return a tuple in train mode)."""
-    return out[0] if isinstance(out, tuple) else out
-
-
 def _weighted(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear) and not n.startswith("aux_heads")]
 
@@ -98,7 +94,7 @@ def synflow(model: nn.Module, batches: Sequence[Batch]) -> float:
             p.abs_()
     x = torch.ones((1, *batches[0][0].shape[1:]), dtype=torch.float64, device=batches[0][0].device)
     m.zero_grad(set_to_none=True)
-    _logits(m(x)).sum().backward()
+    split_outputs(m(x))[0].sum().backward()
     total = sum(
         float((mod.weight.detach() * mod.weight.grad).abs().sum()) for _, mod in _weighted(m) if mod.weight.grad is not None
     )
@@ -137,7 +133,7 @@ def naswot(model: nn.Module, batches: Sequence[Batch]) -> float:
 def _loss_grads(model: nn.Module, batch: Batch) -> list[tuple[nn.Module, torch.Tensor]]:
     x, y = batch
     model.zero_grad(set_to_none=True)
-    F.cross_entropy(_logits(model(x)), y).backward()
+    F.cross_entropy(split_outputs(model(x))[0], y).backward()
     return [(mod, mod.weight.grad) for _, mod in _weighted(model) if mod.weight.grad is not None]
 
 
