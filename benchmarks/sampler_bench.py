@@ -16,6 +16,14 @@ objective is cheap but real, a property of the actual network:
 - minimise MACs at the genotype's evaluation size (32x32), under the quickstart's space and constraint
   (macro-cifar, ``max_macs`` 60M).
 
+Why macro-cifar at 60M rather than nasnet-cifar: it is the search a user runs first, and its constraint
+makes the handling of infeasible draws part of the comparison (about 90% of uniform draws are over 60M
+MACs or invalid; they are free in the budget but not in time). nasnet-cifar has no infeasible draws,
+but a draw there costs about 0.16 s of complexity counting on the 20-cell evaluation network and a
+score at the proxy benchmark's size 0.2-0.35 s, which would not fit 5 samplers x 5 seeds x 200 trials
+in about 40 CPU minutes; here the whole benchmark took 38 CPU minutes (2,302 s; 3,385 s wall on a shared
+machine).
+
 NASWOT stands in for accuracy: nasx's default ``rank_by``, with a real trade-off against MACs on this
 space (Kendall tau +0.20 with log MACs in benchmarks/data/proxy_bench.csv). It is not a good predictor
 of trained accuracy there (tau -0.38 at that table's low fidelity); this benchmark compares the
@@ -31,11 +39,12 @@ Hypervolume after 50, 100 and 200 evaluated trials (the budget's count: complete
 candidates, in trial order; infeasible and screened draws are free), in normalised coordinates
 fixed for every sampler: x = log10(MACs) from ``log10(MIN_MACS)`` to the reference ``log10(MAX_MACS)``,
 y = NASWOT from the reference ``REF_SCORE`` to ``TOP_SCORE``; 1.0 is the whole box. Per sampler: the
-mean over seeds with a 95% t-interval, and the paired difference to random on the same seeds (the
-same sampler seed gives the same random start) with its t-interval; "beats random" only when that
-interval is above 0.
+mean over seeds with a 95% t-interval, and the paired difference to random on the same seeds (a
+sampler and random with one seed share their seeded random start-up draws) with its t-interval;
+"beats random" only when that interval is above 0, "worse than random" when it is below.
 
     nice -n 10 python benchmarks/sampler_bench.py        # seeds 0-4, 200 trials; writes benchmarks/data/sampler_bench.csv
+    nice -n 10 python benchmarks/sampler_bench.py --seeds 3 4 --append   # a part: the other seeds' rows are kept
     python benchmarks/sampler_bench.py --from-csv         # the tables from the committed CSV, nothing run
 """
 

@@ -127,3 +127,13 @@ def test_an_injected_evaluator_runs_the_local_executor_only(tmp_path: Path) -> N
     with pytest.raises(StudyError, match="local executor only"):
         run_search(sb.study_config("random", 0, 2), root=tmp_path, executor="ray", evaluator=Evaluator(lambda net: 0.0))
     assert not (tmp_path / "random-s0").exists(), "refused before the study folder is made"
+
+
+def test_the_committed_table_is_complete_and_is_the_one_in_the_readme() -> None:
+    rows = sb.read_csv(sb.CSV_PATH)
+    for s in sb.SAMPLERS:
+        seeds = {r["seed"] for r in rows if r["sampler"] == s}
+        assert len(seeds) >= 5, (s, seeds)
+        assert {(r["seed"], r["trials"]) for r in rows if r["sampler"] == s} == {(x, n) for x in seeds for n in sb.CHECKPOINTS}
+    readme = (ROOT / "README.md").read_text()
+    assert sb.tables(rows) in readme, "README's sampler tables are not the ones benchmarks/data/sampler_bench.csv gives"
