@@ -127,3 +127,23 @@ def test_front_on_every_objective_and_ranks_beyond_it() -> None:
     assert front(rows, ["macs", "params"]) == [0, 1]
     assert front_ranks(rows, ["macs"]) == [(0, 0), (1, 1), (5, 2)]
     assert front(rows, []) == [0]
+
+
+def test_records_reuse_finished_trials_and_see_every_write_to_a_running_one(tmp_path: Path) -> None:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    done = study.ask()
+    rec.mark(done, Role.CANDIDATE, "w")
+    study.tell(done, [0.5, 10.0])
+    live = study.ask()
+    rec.mark(live, Role.CANDIDATE, "w")
+    first = rec.records(study)
+    rec.write_status(live, Status.INFEASIBLE)  # a write to the running trial after the first read
+    second = rec.records(study)
+    assert second[0] is first[0]  # the finished trial's record is read once
+    assert second[0] == rec.read(study.trials[0])
+    assert first[1].status == Status.RUNNING and second[1].running
+    assert study.trials[1].user_attrs[rec.Key.STATE] == Status.INFEASIBLE.value
+    study.tell(live, state=optuna.trial.TrialState.PRUNED)
+    third = rec.records(study)
+    assert third[1].status == Status.INFEASIBLE and third[1].finished  # finishing is a new object: read again
