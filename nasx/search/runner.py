@@ -86,6 +86,7 @@ def run_search(
     where = f"{cfg.source_file}: " if cfg.source_file else ""
     # everything that can be refused is checked before the study folder or its identity is written:
     # a first start that fails must leave nothing that a fixed config would then be compared against
+    space_given = space is not None
     if space is None:
         from nasx.space.design import load_space
 
@@ -133,13 +134,19 @@ def run_search(
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)
+            children: list[Any] = []
             try:
                 if kind == "local":
-                    from nasx.search.executors.local import run_local
+                    from nasx.search.executors.local import run_local, start_workers, worker_threads
 
-                    run_local(
-                        ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch
-                    )
+                    children = start_workers(cfg, root, dry_run_s, space if space_given else None)
+                    threads = torch_threads(worker_threads(cfg.executor.workers) if children else None)
+                    try:
+                        run_local(
+                            ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch
+                        )
+                    finally:
+                        torch_threads(threads)
                 elif kind == "ray":
                     from nasx.search.executors.ray import run_ray
 
@@ -151,9 +158,24 @@ def run_search(
                         storage_path=str(folder.resolve()),
                     )
             finally:
+                if children:
+                    from nasx.search.executors.local import stop_workers
+
+                    stop_workers(children)
                 with worker.turn():
                     provenance.end_run(study, run_index)
             return SearchSummary(folder, progress(study), retried, trial_rows(study))
+
+
+def torch_threads(n: int | None) -> int | None:
+    """Set torch's intra-op threads to ``n`` (None: leave them) and return what they were (None if unchanged)."""
+    if n is None:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
 
 
 def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:
