@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from helpers import ROOT
 
 from nasx import zoo
 from nasx.models.complexity import complexity
 from nasx.space import Network
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_commands() -> list[str]:
