@@ -35,17 +35,6 @@ def test_params_exact_and_macs_within_half_a_percent(name: str) -> None:
     c = complexity(net)
     assert c.params == params
     assert abs(c.macs / 1e9 - gmacs) / gmacs < 0.005, c.macs
-    golden = zoo.golden()[name]
-    assert (golden["params"], golden["macs"], golden["digest"]) == (c.params, c.macs, net.digest)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_yaml_and_string_round_trip_keep_the_digest(name: str) -> None:
-    net = zoo.get(name)
-    for again in (Network.from_yaml(net.to_yaml()), Network.from_string(net.to_string())):
-        assert again == net
-        assert again.digest == net.digest
-        assert again.to_string() == net.to_string()
 
 
 def _block_modules(net: nn.Module) -> list[nn.Module]:
@@ -65,17 +54,6 @@ def test_shape_inference_matches_the_built_modules(name: str) -> None:
         shape = block.out_shape(shape)
         x = module(x)
         assert tuple(x.shape[1:]) == shape, path
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_cpu_forward_at_the_stated_resolution(name: str) -> None:
-    genotype = zoo.get(name)
-    torch.manual_seed(0)
-    net = build_network(genotype).eval()
-    with torch.no_grad():
-        y = net(torch.randn(1, *genotype.input.shape))
-    assert y.shape == (1, genotype.input.classes)
-    assert torch.isfinite(y).all()
 
 
 # ---- mbconv: the residual exists exactly when stride 1 and in == out ----------------------

@@ -48,39 +48,24 @@ def test_zoo_matches_reference(name: str) -> None:
     assert net.input.resolution == res
     assert c.params == params
     assert abs(c.macs / macs - 1) < 0.005
-    golden = zoo.golden()[name]
-    assert (golden["params"], golden["macs"], golden["digest"]) == (c.params, c.macs, net.digest)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_round_trip_yaml_and_string(name: str) -> None:
-    net = zoo.get(name)
-    again = Network.from_yaml(net.to_yaml())
-    parsed = Network.from_string(net.to_string())
-    assert again == net and parsed == net
-    assert again.digest == parsed.digest == net.digest
-    assert again.to_string() == net.to_string()
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if REFERENCE[n][0] >= 299 else n for n in NAMES]
-)  # 299x299 forward passes take seconds on a small CPU
 def test_forward_pass_and_shapes_match_inference(name: str) -> None:
-    """A real CPU forward pass at the stated resolution; every block's output shape is the inferred one."""
+    """Every block's output shape is the inferred one (on the meta device: the real CPU passes are test_models.py's)."""
     net = zoo.get(name)
-    torch.manual_seed(0)
-    model = build_network(net).eval()
+    with torch.device("meta"):
+        model = build_network(net).eval()
     modules = [*model.stem, *(m for stage in model.stages for m in stage)]
     blocks = net.blocks()
     assert len(modules) == len(blocks)
     seen: list[tuple[int, ...]] = []
     hooks = [m.register_forward_hook(lambda _m, _i, y: seen.append(tuple(y.shape[1:]))) for m in modules]
     with torch.no_grad():
-        y = model(torch.randn(1, *net.input.shape))
+        y = model(torch.empty(1, *net.input.shape, device="meta"))
     for h in hooks:
         h.remove()
     assert y.shape == (1, net.input.classes)
-    assert torch.isfinite(y).all()
     shape, expected = net.input.shape, []
     for _, block in blocks:
         shape = block.out_shape(shape)

