@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import write_batches
+from helpers import ROOT, write_batches
 
 from nasx import zoo
 from nasx.models.complexity import complexity
 from nasx.search.config import StudyConfig
 from nasx.space.genotype import Network
 
-ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 
 
