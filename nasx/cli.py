@@ -415,7 +415,7 @@ def search(
 
     from nasx.search import run_search
     from nasx.search.record import Status
-    from nasx.search.study import progress as study_progress
+    from nasx.search.queries import progress as study_progress
 
     cfg = _study_config(study, overrides)
     if executor not in (None, "local", "ray"):

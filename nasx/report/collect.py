@@ -46,7 +46,7 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
     from nasx.search import record as rec
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
-    from nasx.search.study import census_set, importances, progress, trial_rows
+    from nasx.search.queries import census_set, importances, progress, trial_rows
 
     study = load_study(cfg, root)
     rows = trial_rows(study)

@@ -82,7 +82,7 @@ class SamplerConfig(Frozen):
 class Budget(Frozen):
     """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs and workers.
 
-    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
+    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.workers``);
     ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
     ``trials: 0`` samples no candidate: the study trains its baselines only (studies/cifar10-classics.yaml).
     """

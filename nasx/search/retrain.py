@@ -24,7 +24,8 @@ from nasx import zoo
 from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
 from nasx.search.record import FINAL_PREFIX, Role
-from nasx.search.study import study_dir, trial_rows
+from nasx.search.queries import trial_rows
+from nasx.search.workers import study_dir
 from nasx.search.trial import held
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe

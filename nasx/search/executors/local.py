@@ -2,7 +2,7 @@
 
 Any number of local workers (``nasx search`` processes) may run one study together; each goes
 through :func:`nasx.search.trial.next_trial` for every trial, which keeps the shared budget, the
-baselines and the de-duplication exact between them (the rules are in :mod:`nasx.search.study`).
+baselines and the de-duplication exact between them (the rules are in :mod:`nasx.search.workers`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nasx.search.study import add_elapsed
+from nasx.search.queries import add_elapsed
 from nasx.search.trial import POLL_S, Candidate, Context, Outcome, next_trial, train_and_record, wait_for_twin
 
 
