@@ -222,4 +222,3 @@ def recover_stale(study: optuna.Study, worker: Worker, policy: Failures | None =
             continue  # a worker of another machine recovered it first
         stale.append(t.number)
     return stale
-
