@@ -414,8 +414,8 @@ def search(
     from pathlib import Path
 
     from nasx.search import run_search
-    from nasx.search.record import Status
     from nasx.search.queries import progress as study_progress
+    from nasx.search.record import Status
 
     cfg = _study_config(study, overrides)
     if executor not in (None, "local", "ray"):

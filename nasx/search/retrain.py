@@ -23,10 +23,10 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
-from nasx.search.record import FINAL_PREFIX, Role
 from nasx.search.queries import trial_rows
-from nasx.search.workers import study_dir
+from nasx.search.record import FINAL_PREFIX, Role
 from nasx.search.trial import held
+from nasx.search.workers import study_dir
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
 

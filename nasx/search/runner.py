@@ -17,11 +17,11 @@ import optuna
 
 from nasx.search import provenance
 from nasx.search.config import StudyConfig, StudyError
-from nasx.search.rungs import RungDecider
 from nasx.search.queries import Progress, progress, trial_rows
+from nasx.search.rungs import RungDecider
 from nasx.search.study import open_study, recover_stale
-from nasx.search.workers import Heartbeats, Worker, rdb_storage, study_dir
 from nasx.search.trial import Context, Outcome, replay_rungs
+from nasx.search.workers import Heartbeats, Worker, rdb_storage, study_dir
 
 
 def space_digest(space: Any) -> str:

@@ -23,9 +23,9 @@ from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.proxies import objective_values, prefilter, record_scores
+from nasx.search.queries import census, find_duplicate, infeasible_cap, running_twin
 from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.queries import census, find_duplicate, infeasible_cap, running_twin
 from nasx.search.study import recover_stale, retry_or_not
 from nasx.search.workers import Heartbeats, Worker, heartbeat_stale
 from nasx.space.genotype import Network

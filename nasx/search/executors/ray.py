@@ -29,9 +29,9 @@ from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind
 from nasx.search.proxies import objective_values, record_scores
+from nasx.search.queries import add_elapsed, progress
 from nasx.search.record import Status
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.queries import add_elapsed, progress
 from nasx.search.trial import (
     POLL_S,
     Candidate,
