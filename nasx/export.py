@@ -40,10 +40,8 @@ from nasx.errors import GenotypeError, NasxError, RuntimeFailure
 from nasx.models.complexity import complexity
 from nasx.models.network import Net, build_network
 from nasx.space.genotype import Network
-from nasx.train.loop import atomic_write
 from nasx.train.run import CONFIG, SUMMARY, WEIGHTS
-from nasx.yamlfiles import YamlProblem, read_text
-from nasx.yamlfiles import parse as parse_yaml
+from nasx.yamlfiles import atomic_write, load_mapping
 
 GENOTYPE, GENOTYPE_TXT, ONNX, RECIPE, COMPLEXITY, METRICS, README = (
     "genotype.yaml",
@@ -139,12 +137,9 @@ class ExportResult:
 # ---- reading folders ---------------------------------------------------------------------------
 
 
-def _read_yaml(path: Path, what: str, error: type[NasxError]) -> Any:
-    """The project's one safe YAML reader (line and column of errors, no alias bombs), as ``error``."""
-    try:
-        return parse_yaml(read_text(path, what))
-    except YamlProblem as exc:
-        raise error(f"{path}: {exc}") from None
+def _read_config(path: Path, error: type[NasxError]) -> dict[str, Any]:
+    """A run's ``config.yaml``, read by the project's one safe YAML reader; any problem raised as ``error``."""
+    return load_mapping(path, "the run config", error, "a run's config needs a 'network' mapping (the genotype)")
 
 
 def _read_json(path: Path, what: str, error: type[NasxError]) -> Any:
@@ -191,7 +186,7 @@ def read_genotype(folder: str | Path) -> Network:
                 )
         return net
     if (folder / CONFIG).is_file():
-        return _run_genotype(_read_yaml(folder / CONFIG, "the run config", LoadError), folder / CONFIG, LoadError)
+        return _run_genotype(_read_config(folder / CONFIG, LoadError), folder / CONFIG, LoadError)
     raise LoadError(f"{folder}: neither {GENOTYPE} (a model folder) nor {CONFIG} (a `nasx train` run folder) is there")
 
 
@@ -351,10 +346,16 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int],
         raise ExportCheckFailed(f"torch.onnx.export (dynamo) failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     if program is None:
         raise ExportCheckFailed("torch.onnx.export (dynamo) returned no program")
-    atomic_write(path, lambda p: program.save(str(p), external_data=big))
+    saved_as: list[Path] = []
+
+    def save(tmp: Path) -> None:
+        saved_as.append(tmp)
+        program.save(str(tmp), external_data=big)
+
+    atomic_write(path, save)
     written = [path]
     if big:  # the exporter names the data file after the temporary file; give it its final name
-        data = path.with_name(f".{path.name}.tmp{os.getpid()}.data")
+        data = saved_as[0].with_name(f"{saved_as[0].name}.data")
         _relink_external_data(path, data)
         written.append(path.with_name(f"{path.name}.data"))
     return written
@@ -683,7 +684,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, name: str | None = None,
         raise ExportError(f"{run_dir}: {what}: {', '.join(missing)} missing")
     if Path(out).resolve() == run_dir.resolve():
         raise ExportError(f"{out}: the output folder must not be the run folder")
-    config = _read_yaml(run_dir / CONFIG, "the run config", ExportError)
+    config = _read_config(run_dir / CONFIG, ExportError)
     net = _run_genotype(config, run_dir / CONFIG, ExportError)
     summary = _read_json(run_dir / SUMMARY, "the run summary", ExportError)
     if not isinstance(summary, dict):

@@ -356,7 +356,7 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
 
 def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:
     """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays``: see :func:`render`."""
-    from nasx.train.loop import atomic_write
+    from nasx.yamlfiles import atomic_write
 
     out.parent.mkdir(parents=True, exist_ok=True)
     csv, parquet = out.with_suffix(".csv"), out.with_suffix(".parquet")

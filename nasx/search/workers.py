@@ -59,6 +59,7 @@ from typing import Any, Literal
 import optuna
 
 from nasx.search.config import StudyConfig, StudyError
+from nasx.yamlfiles import atomic_write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -178,13 +179,8 @@ def repair_journal(journal: Path, *, full: bool) -> list[str]:
                 bad.append(i)
         if bad:
             aside = _set_aside(journal, [lines[i] for i in bad])
-            tmp = journal.with_name(journal.name + ".repair")
-            with open(tmp, "wb") as f:
-                skip = set(bad)
-                f.writelines(line for i, line in enumerate(lines) if i not in skip)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, journal)
+            skip = set(bad)
+            atomic_write(journal, lambda tmp: tmp.write_bytes(b"".join(line for i, line in enumerate(lines) if i not in skip)))
             shown = ", ".join(str(i + 1) for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
             notes.append(
                 f"{journal}: {len(bad)} damaged record(s) in the middle (line {shown}) moved to {aside.name}; "

@@ -33,6 +33,7 @@ from nasx.models.layers import DropPath
 from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
+from nasx.yamlfiles import atomic_write  # also imported from here by older callers
 
 FailureReason = Literal["non_finite_loss", "out_of_memory"]
 log = logging.getLogger("nasx.train")
@@ -161,18 +162,6 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, fsync, rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 CHECKPOINT = "checkpoint.pt"

@@ -21,8 +21,9 @@ import yaml
 from nasx.data.types import ImageSet, Splits
 from nasx.models.complexity import complexity
 from nasx.space.genotype import Network
-from nasx.train.loop import Callback, EpochMetrics, TrainResult, atomic_write, evaluate, train
+from nasx.train.loop import Callback, EpochMetrics, TrainResult, evaluate, train
 from nasx.train.recipe import Fidelity, Recipe
+from nasx.yamlfiles import atomic_write
 
 CONFIG, METRICS, WEIGHTS, SUMMARY = "config.yaml", "metrics.jsonl", "weights.safetensors", "summary.json"
 
