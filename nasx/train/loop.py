@@ -242,7 +242,7 @@ def _zip_damage(path: Path) -> str | None:
     return f"member {bad} fails its CRC-32 check" if bad is not None else None
 
 
-def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
+def checkpoint_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result."""
     import hashlib
 
@@ -475,7 +475,7 @@ def train(
 
     metrics: list[EpochMetrics] = []
     start_epoch = 0
-    key = run_key(genotype, recipe, fidelity, data, seed)
+    key = checkpoint_key(genotype, recipe, fidelity, data, seed)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         state = _load_checkpoint(run_dir, key)
