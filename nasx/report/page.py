@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -352,6 +353,11 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
     for col in ("params", "macs", "duplicate_of"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     return frame
+
+
+def default_path(title: str) -> Path:
+    """Where a report titled ``title`` goes unless told: ``reports/TITLE.html``, the title made a safe file name."""
+    return Path("reports") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", title) + ".html")
 
 
 def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:

@@ -2,14 +2,16 @@
 
 The budget as an ask sees it (:func:`census`), the counts of the live view and ``nasx status``
 (:func:`progress`), the genotype twins that make a candidate a duplicate (:func:`find_duplicate`,
-:func:`running_twin`), the trial table (:func:`trial_rows`), the study's front
-(:func:`study_front`), and the design-space statistics' trials and fANOVA importances
-(:func:`census_set`, :func:`importances`). Each reads the :class:`nasx.search.record.TrialRecord` of each trial,
-never a user attribute by name. They sit beside :mod:`nasx.search.record` (the record itself).
+:func:`running_twin`), the trial table (:func:`trial_rows`), the study's front (:func:`study_front`,
+:func:`front_numbers`), the rows a summary table shows (:func:`summary_rows`), and the design-space
+statistics' trials and fANOVA importances (:func:`census_set`, :func:`importances`). Each reads the
+:class:`nasx.search.record.TrialRecord` of each trial, never a user attribute by name. They sit
+beside :mod:`nasx.search.record` (the record itself).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nasx.search import record as rec
 from nasx.search.config import FailureKind
 from nasx.search.proxies import proxy_values
-from nasx.search.record import Status, TrialRecord
+from nasx.search.record import Role, Status, TrialRecord
 
 if TYPE_CHECKING:
     from nasx.search.workers import Worker
@@ -73,12 +75,27 @@ def candidates(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if rec.read(t).is_candidate]
 
 
-def study_front(study: optuna.Study, rows: list[dict[str, Any]] | None = None) -> list[int]:
-    """The study's front (trial numbers, most accurate first): :func:`nasx.results.front` on its objectives."""
+def front_numbers(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Any]) -> list[int]:
+    """The front of trial ``rows`` on ``objectives`` (val_acc first, then the costs), trial numbers most accurate
+    first: :func:`nasx.results.front`, the one definition that the live view, ``nasx status``, the report and
+    ``retrain --top`` share."""
     from nasx.results import front
 
-    names = [o.value for o in study_objectives(study)]
-    return front(trial_rows(study) if rows is None else rows, names[1:])
+    return front(rows, [o.value for o in objectives[1:]])
+
+
+def study_front(study: optuna.Study, rows: list[dict[str, Any]] | None = None) -> list[int]:
+    """The study's front (trial numbers, most accurate first): :func:`front_numbers` on its stored objectives."""
+    return front_numbers(trial_rows(study) if rows is None else rows, study_objectives(study))
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]], front: Collection[int], most: int = 12) -> list[Mapping[str, Any]]:
+    """The trial rows a study's summary table shows: every baseline and front member, then the most accurate
+    complete trials up to ``most`` rows in all; baselines first, then by accuracy."""
+    shown = [r for r in rows if r["role"] == Role.BASELINE or r["number"] in front]
+    best = sorted((r for r in rows if r not in shown and r["state"] == Status.COMPLETE), key=lambda r: -(r["val_acc"] or 0))
+    shown += best[: max(0, most - len(shown))]
+    return sorted(shown, key=lambda r: (r["role"] != Role.BASELINE, -(r["val_acc"] or 0)))
 
 
 def study_objectives(study: optuna.Study) -> list[Any]:

@@ -283,6 +283,18 @@ def _on_ray(
             ray.shutdown()
 
 
+def export_folders(
+    cfg: StudyConfig, root: Path | None = None, *, trial: int | None = None, top: int | None = None, seed: int = 0
+) -> list[tuple[str, Path]]:
+    """What ``nasx export`` writes from a study: ``(model folder name, final run folder)`` of each of
+    :func:`export_targets`' runs, the folder named ``STUDY-LABEL`` (one safe path component)."""
+    from nasx.search.runner import load_study
+    from nasx.train.run import safe_part
+
+    runs = export_targets(load_study(cfg, root), trial=trial, top=top, seed=seed)
+    return [(safe_part(f"{cfg.name}-{r['label']}"), Path(r["run_dir"])) for r in runs]
+
+
 def export_targets(
     study: optuna.Study, *, trial: int | None = None, top: int | None = None, seed: int = 0
 ) -> list[dict[str, Any]]:

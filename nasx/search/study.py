@@ -44,12 +44,14 @@ from nasx.search.queries import (
     census_set,
     evaluated,
     find_duplicate,
+    front_numbers,
     importances,
     infeasible_cap,
     progress,
     running_twin,
     study_front,
     study_objectives,
+    summary_rows,
     trial_rows,
 )
 from nasx.search.samplers import make_sampler
@@ -96,12 +98,14 @@ __all__ = [
     "census_set",
     "evaluated",
     "find_duplicate",
+    "front_numbers",
     "importances",
     "infeasible_cap",
     "progress",
     "running_twin",
     "study_front",
     "study_objectives",
+    "summary_rows",
     "trial_rows",
 ]
 

@@ -281,6 +281,14 @@ def check_device(device: torch.device | str | None, where: str = "device") -> to
     return dev
 
 
+def images_used(labels: np.ndarray, fraction: float, seed: int = 0) -> int:
+    """How many of the training ``labels`` a run at ``fraction`` trains on (the loader's seeded, class-stratified
+    subset, :func:`nasx.data.loader.stratified_fraction`); an epoch is that many // ``batch_size`` batches."""
+    from nasx.data.loader import stratified_fraction
+
+    return len(labels) if fraction >= 1 else len(stratified_fraction(np.asarray(labels), fraction, seed))
+
+
 def check_data(
     data: Splits, recipe: Recipe, fidelity: Fidelity | None = None, *, classes: int | None = None, where: str = "data"
 ) -> None:
@@ -291,11 +299,9 @@ def check_data(
     ``classes``: the network's; labels beyond it are refused, and a split holding fewer of them is
     trained with a warning (a subset of CIFAR-10 is a legitimate proxy).
     """
-    from nasx.data.loader import stratified_fraction
-
     fidelity = fidelity or Fidelity()
     labels = np.asarray(data.train.labels)
-    n = len(labels) if fidelity.fraction >= 1 else len(stratified_fraction(labels, fidelity.fraction, 0))
+    n = images_used(labels, fidelity.fraction)
     if n < recipe.batch_size:
         used = f" ({fidelity.fraction:g} of {len(labels):,})" if fidelity.fraction < 1 else ""
         raise SetupError(
