@@ -19,12 +19,12 @@ from nasx.space.genotype import Network
 from nasx.yamlfiles import load_mapping
 
 
-def _read_config(path: Path, error: type[NasxError]) -> dict[str, Any]:
+def read_run_config(path: Path, error: type[NasxError]) -> dict[str, Any]:
     """A run's ``config.yaml``, read by the project's one safe YAML reader; any problem raised as ``error``."""
     return load_mapping(path, "the run config", error, "a run's config needs a 'network' mapping (the genotype)")
 
 
-def _read_json(path: Path, what: str, error: type[NasxError]) -> Any:
+def read_json(path: Path, what: str, error: type[NasxError]) -> Any:
     try:
         return json.loads(path.read_text())
     except OSError as exc:
@@ -33,7 +33,7 @@ def _read_json(path: Path, what: str, error: type[NasxError]) -> Any:
         raise error(f"{path}: {what} is not valid JSON: {exc}") from None
 
 
-def _run_genotype(config: Any, path: Path, error: type[NasxError]) -> Network:
+def run_genotype(config: Any, path: Path, error: type[NasxError]) -> Network:
     if not isinstance(config, dict) or not isinstance(config.get("network"), dict):
         raise error(f"{path}: a run's config needs a 'network' mapping (the genotype), got {type(config).__name__}")
     try:
@@ -59,7 +59,7 @@ def read_genotype(folder: str | Path) -> Network:
         except OSError as exc:
             raise LoadError(f"{folder / GENOTYPE}: cannot read the genotype: {exc.strerror}") from None
         if (folder / COMPLEXITY).is_file():
-            recorded = _read_json(folder / COMPLEXITY, "the complexity record", LoadError)
+            recorded = read_json(folder / COMPLEXITY, "the complexity record", LoadError)
             digest = recorded.get("digest") if isinstance(recorded, dict) else None
             if digest is not None and digest != net.digest:
                 raise LoadError(
@@ -68,7 +68,7 @@ def read_genotype(folder: str | Path) -> Network:
                 )
         return net
     if (folder / CONFIG).is_file():
-        return _run_genotype(_read_config(folder / CONFIG, LoadError), folder / CONFIG, LoadError)
+        return run_genotype(read_run_config(folder / CONFIG, LoadError), folder / CONFIG, LoadError)
     raise LoadError(f"{folder}: neither {GENOTYPE} (a model folder) nor {CONFIG} (a `nasx train` run folder) is there")
 
 

@@ -37,7 +37,7 @@ from nasx.export.common import (
     preprocessing,
 )
 from nasx.export.onnx_check import check_onnx, export_onnx
-from nasx.export.reading import _read_config, _read_json, _run_genotype, bound_cost, weight_problems, weight_shapes
+from nasx.export.reading import bound_cost, read_json, read_run_config, run_genotype, weight_problems, weight_shapes
 from nasx.models.complexity import complexity
 from nasx.models.network import build_network
 from nasx.space.genotype import Network
@@ -304,9 +304,9 @@ def export_run(run_dir: str | Path, out: str | Path, *, name: str | None = None,
         raise ExportError(f"{run_dir}: {what}: {', '.join(missing)} missing")
     if Path(out).resolve() == run_dir.resolve():
         raise ExportError(f"{out}: the output folder must not be the run folder")
-    config = _read_config(run_dir / CONFIG, ExportError)
-    net = _run_genotype(config, run_dir / CONFIG, ExportError)
-    summary = _read_json(run_dir / SUMMARY, "the run summary", ExportError)
+    config = read_run_config(run_dir / CONFIG, ExportError)
+    net = run_genotype(config, run_dir / CONFIG, ExportError)
+    summary = read_json(run_dir / SUMMARY, "the run summary", ExportError)
     if not isinstance(summary, dict):
         raise ExportError(f"{run_dir / SUMMARY}: a run summary is a JSON object, got {type(summary).__name__}")
     if summary.get("digest") not in (None, net.digest):
