@@ -83,6 +83,14 @@ SetOption = Annotated[
         "(e.g. --set fidelity.epochs=1 --set data.source=mini). Give the same ones to every command on that study.",
     ),
 ]
+#: ``--dir``: the folder of study folders.
+RootOption = Annotated[str, typer.Option("--dir", help="Folder of study folders.")]
+#: A study named on the command line.
+StudyArgument = Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")]
+#: A network named on the command line.
+NetworkArgument = Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")]
+#: ``--recipe``: a preset or a recipe file.
+RecipeOption = Annotated[str, typer.Option(help="A preset (search, standard, fast) or a recipe YAML file.")]
 
 
 def study_config(study: str, overrides: list[str] | None = None) -> Any:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nasx.cli.common import app, err, friendly, out
+from nasx.cli.common import NetworkArgument, app, err, friendly, out
 
 
 def _gmacs(macs: int) -> str:
@@ -65,7 +65,7 @@ def zoo(
 @app.command()
 @friendly
 def describe(
-    network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
+    network: NetworkArgument,
     batch: Annotated[int, typer.Option(min=1, help="Batch size for the activation-memory estimate.")] = 128,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:

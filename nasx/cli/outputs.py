@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nasx.cli.common import SetOption, app, err, friendly, out, overlay_sources, save_report, study_config
+from nasx.cli.common import (
+    RootOption,
+    SetOption,
+    StudyArgument,
+    app,
+    err,
+    friendly,
+    out,
+    overlay_sources,
+    save_report,
+    study_config,
+)
 
 
 @app.command("export")
@@ -22,7 +33,7 @@ def export_models(
     seed: Annotated[int, typer.Option(min=0, help="Which seed's final run to export.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a previous export of the same model.")] = False,
     overrides: SetOption = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:
     """Export trained models, one folder each: genotype (YAML and string), weights (safetensors), an
@@ -67,12 +78,12 @@ def export_models(
 @app.command()
 @friendly
 def report(
-    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    study: StudyArgument,
     out_file: Annotated[
         str | None, typer.Option("--out", help="The HTML file (default reports/NAME.html); .csv and .parquet go beside it.")
     ] = None,
     overrides: SetOption = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
     overlay: Annotated[
         list[str] | None,
         typer.Option(help="A finished classics study whose hand-designed front the fronts draw (default: the config's overlay)."),
@@ -99,7 +110,7 @@ def compare(
     items: Annotated[list[str], typer.Argument(help="Study configs (or names in studies/) and `nasx train` run folders.")],
     out_file: Annotated[str | None, typer.Option("--out", help="The HTML file (default reports/compare-A-B....html).")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (default: the names joined).")] = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
 ) -> None:
     """Put several studies and training runs on one front: e.g. two samplers on one space, or a
     found model against ResNet retrained in full. Each study keeps its own front line and progress."""

@@ -9,7 +9,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nasx.cli.common import SetOption, acc_text, app, err, friendly, out, progress_view, study_config, study_report
+from nasx.cli.common import (
+    RecipeOption,
+    RootOption,
+    SetOption,
+    StudyArgument,
+    acc_text,
+    app,
+    err,
+    friendly,
+    out,
+    progress_view,
+    study_config,
+    study_report,
+)
 
 TABLE_TITLE = "baselines, the front (*) and the best trials"
 
@@ -73,7 +86,7 @@ def search(
     trials: Annotated[int | None, typer.Option(min=1, help="Trial budget (overrides the config's budget.trials).")] = None,
     executor: Annotated[str | None, typer.Option(help="local or ray (overrides the config).")] = None,
     overrides: SetOption = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
     report: Annotated[bool, typer.Option(help="Write the study's report (reports/NAME.html) when the search ends.")] = True,
 ) -> None:
     """Run a search; run it again after Ctrl-C or a crash to continue the same study."""
@@ -139,10 +152,10 @@ def search(
 @app.command()
 @friendly
 def status(
-    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    study: StudyArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     overrides: SetOption = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
 ) -> None:
     """Progress and results of a study: counts by state, best accuracy, the front, the baselines."""
     from dataclasses import asdict
@@ -166,9 +179,9 @@ def status(
 @app.command()
 @friendly
 def retrain(
-    study: Annotated[str, typer.Argument(help="A study config YAML, or its name in studies/.")],
+    study: StudyArgument,
     top: Annotated[int, typer.Option(min=0, help="How many front members to retrain (most accurate first).")] = 3,
-    recipe: Annotated[str, typer.Option(help="A preset (search, standard, fast) or a recipe YAML file.")] = "standard",
+    recipe: RecipeOption = "standard",
     seeds: Annotated[int, typer.Option(min=1, help="Runs per model, seeds 0..N-1.")] = 3,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the recipe's).")] = None,
     data: Annotated[str | None, typer.Option(help="Data source (default: the study's), e.g. the full CIFAR-10 archive.")] = None,
@@ -182,7 +195,7 @@ def retrain(
         str, typer.Option(help="local (one after another) or ray (parallel tasks, the study's resources).")
     ] = "local",
     overrides: SetOption = None,
-    root: Annotated[str, typer.Option("--dir", help="Folder of study folders.")] = "runs",
+    root: RootOption = "runs",
     report: Annotated[bool, typer.Option(help="Rewrite the study's report with the final front.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of text.")] = False,
 ) -> None:

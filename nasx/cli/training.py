@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from nasx.cli.common import app, err, friendly, out, progress_view
+from nasx.cli.common import NetworkArgument, RecipeOption, app, err, friendly, out, progress_view
 
 
 @app.command()
 @friendly
 def train(
-    network: Annotated[str, typer.Argument(help="A zoo name (see `nasx zoo`) or the path of a genotype YAML file.")],
+    network: NetworkArgument,
     data: Annotated[
         str,
         typer.Option(
@@ -22,7 +22,7 @@ def train(
             "cifar-10-python.tar.gz or its folder, or an ImageFolder folder / .tar.gz."
         ),
     ] = "mini",
-    recipe: Annotated[str, typer.Option(help="A preset (search, standard, fast) or a recipe YAML file.")] = "standard",
+    recipe: RecipeOption = "standard",
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the recipe's).")] = None,
     fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the training split to train on.")] = 1.0,
     resolution: Annotated[int | None, typer.Option(min=1, help="Train at this image side (default: the network's).")] = None,
