@@ -101,6 +101,11 @@ def device_name(device: torch.device) -> str:
     """The device's model name: the GPU's (``NVIDIA H200``) or the CPU's (from /proc/cpuinfo where there is one)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one (else what ``platform`` says)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
