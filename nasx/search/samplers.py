@@ -3,8 +3,9 @@ conditional spaces and keep baselines (trials without parameters) and duplicates
 NSGA-II (:class:`ConditionalNSGAIISampler`) and regularized evolution (Real et al. 2019).
 
 Samplers come from one table, :data:`SAMPLERS` (``{SamplerKind: factory}``); :func:`make_sampler`
-refuses a kind that has no factory. Each of nasx's samplers records where a child came from in the trial's system attributes
-(:data:`PARENT_KEY`, :data:`MUTATED_KEY`), so that a study shows how it searched.
+refuses a kind that has no factory. Each of nasx's samplers records where a child came from in the
+trial's system attributes (:data:`PARENT_KEY`, :data:`MUTATED_KEY`), so that a study shows how it
+searched.
 """
 
 from __future__ import annotations
