@@ -44,9 +44,9 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
     """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
     from nasx.search import provenance
     from nasx.search import record as rec
+    from nasx.search.queries import census_set, importances, progress, trial_rows
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
-    from nasx.search.study import census_set, importances, progress, trial_rows
 
     study = load_study(cfg, root)
     rows = trial_rows(study)
@@ -170,16 +170,20 @@ def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[s
 
 def from_run(folder: Path) -> Source:
     """A ``nasx train`` run folder (``summary.json`` and ``config.yaml``) as a one-row source."""
-    import yaml
+    from nasx.yamlfiles import load_mapping
 
     summary_path, config_path = folder / "summary.json", folder / "config.yaml"
     if not summary_path.is_file():
         raise ReportError(f"{folder}: not a finished training run (no summary.json); finish it with `nasx train` first")
+
+    def unreadable(problem: object) -> ReportError:
+        return ReportError(f"{folder}: cannot read the run's summary or config: {problem}")
+
     try:
         summary = json.loads(summary_path.read_text())
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ReportError(f"{folder}: cannot read the run's summary or config: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise unreadable(exc) from None
+    config = load_mapping(config_path, "run config", unreadable) if config_path.is_file() else {}
     from nasx import zoo
     from nasx.space.genotype import Network
 

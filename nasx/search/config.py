@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
-from nasx.yamlfiles import YamlProblem, read_text
+from nasx.yamlfiles import YamlProblem, load_mapping
 from nasx.yamlfiles import parse as parse_yaml
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
@@ -82,7 +82,7 @@ class SamplerConfig(Frozen):
 class Budget(Frozen):
     """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs and workers.
 
-    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
+    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.workers``);
     ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
     ``trials: 0`` samples no candidate: the study trains its baselines only (studies/cifar10-classics.yaml).
     """
@@ -378,12 +378,7 @@ class StudyConfig(Frozen):
         value that breaks a rule.
         """
         path = Path(path)
-        try:
-            data = parse_yaml(read_text(path, "study config"))
-        except YamlProblem as exc:
-            raise StudyError(f"{path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
+        data = load_mapping(path, "study config", StudyError)
         for setting in overrides:
             apply_override(data, setting)
         cfg = validated(data, str(path) + (" with --set " + ", ".join(overrides) if overrides else ""))

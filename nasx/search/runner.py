@@ -1,7 +1,7 @@
 """``run_search``: join (create or resume) a study as a worker and run its executor until the budget is spent.
 
 Several ``run_search`` calls (``nasx search`` processes) may run one study at once: each is a worker
-with its own lock and identity, and they share the budget (see :mod:`nasx.search.study` for the rules).
+with its own lock and identity, and they share the budget (see :mod:`nasx.search.workers` for the rules).
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ import optuna
 
 from nasx.search import provenance
 from nasx.search.config import StudyConfig, StudyError
+from nasx.search.queries import Progress, progress, trial_rows
 from nasx.search.rungs import RungDecider
-from nasx.search.study import (
-    Heartbeats,
-    Progress,
-    Worker,
-    open_study,
-    progress,
-    rdb_storage,
-    recover_stale,
-    study_dir,
-    trial_rows,
-)
+from nasx.search.study import open_study, recover_stale
 from nasx.search.trial import Context, Outcome, replay_rungs
+from nasx.search.workers import Heartbeats, Worker, rdb_storage, study_dir
 
 
 def space_digest(space: Any) -> str:
@@ -180,7 +172,7 @@ def torch_threads(n: int | None) -> int | None:
 
 def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:
     """Open an existing study read-only-ish (no lock: status may run beside a search)."""
-    from nasx.search.study import storage_for
+    from nasx.search.workers import storage_for
 
     folder = study_dir(cfg, root)
     if not cfg.storage and not (folder / "journal.log").is_file():

@@ -3,7 +3,7 @@
 Every outcome is recorded in the trial's record (:mod:`nasx.search.record`: a :class:`Status` with
 a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial`
 is the critical section every worker goes through, under the study's ``ask.lock``: recover stale
-trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.study`.
+trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.workers`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,11 @@ from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.proxies import objective_values, prefilter, record_scores
+from nasx.search.queries import census, find_duplicate, infeasible_cap, running_twin
 from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import (
-    Heartbeats,
-    Worker,
-    census,
-    find_duplicate,
-    heartbeat_stale,
-    infeasible_cap,
-    recover_stale,
-    retry_or_not,
-    running_twin,
-)
+from nasx.search.study import recover_stale, retry_or_not
+from nasx.search.workers import Heartbeats, Worker, heartbeat_stale
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Fidelity, Recipe
@@ -52,7 +44,7 @@ class Context:
     recipe: Recipe
     decider: RungDecider | None
     device: str | None
-    worker: Worker  # this process, holding its lock (see nasx.search.study)
+    worker: Worker  # this process, holding its lock (see nasx.search.workers)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
     queued: list[Any] = field(default_factory=list)  # steps a proxy pre-filter settled, handed out first
     proxy_batches: list[Any] | None = None  # the proxies' minibatches of the training split, made once

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nasx.errors import NasxError, validation_problems
 from nasx.space.genotype import Network
 from nasx.space.scale import scaled
-from nasx.yamlfiles import YamlProblem, read_text
-from nasx.yamlfiles import parse as parse_yaml
+from nasx.yamlfiles import load_mapping
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -98,12 +97,7 @@ class Recipe(Frozen):
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
         """A recipe file; ``preset: NAME`` starts from that preset and the other keys override it."""
-        try:
-            data = parse_yaml(read_text(path, "recipe"))
-        except YamlProblem as exc:
-            raise RecipeError(f"{path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise RecipeError(f"{path}: a recipe file is a mapping of fields, got {type(data).__name__}")
+        data = load_mapping(path, "recipe", RecipeError, "a recipe file is a mapping of fields")
         base = data.pop("preset", None)
         if base is not None:
             if str(base) not in PRESETS:

@@ -10,14 +10,14 @@ import pytest
 from helpers import config_file_text, make_study
 from typer.testing import CliRunner
 
-from nasx.cli import _front_numbers, app
+from nasx.cli import app
 from nasx.report import collect
 from nasx.results import front, front_ranks
 from nasx.search import record as rec
 from nasx.search.record import Role, Status
 from nasx.search.retrain import front_members
 from nasx.search.runner import load_study
-from nasx.search.study import open_study, progress, study_dir, trial_rows
+from nasx.search.study import front_numbers, open_study, progress, study_dir, trial_rows
 from nasx.search.trial import finish, record_genotype
 from nasx.space import Network
 
@@ -94,7 +94,7 @@ def test_the_live_view_status_the_report_and_retrain_top_show_one_front(tmp_path
     assert {t.number for t in study.best_trials} != set(expected), "Optuna's own front counts baselines and duplicates"
     # 1. the live view (nasx search): its front count and its table's stars
     assert progress(study).front == len(expected)
-    assert _front_numbers(rows, cfg.objectives) == set(expected)
+    assert set(front_numbers(rows, cfg.objectives)) == set(expected)
     # 2. nasx status
     f = tmp_path / "fronts.yaml"
     f.write_text(config_file_text(cfg))

@@ -2,7 +2,7 @@
 
 Any number of local workers (``nasx search`` processes) may run one study together; each goes
 through :func:`nasx.search.trial.next_trial` for every trial, which keeps the shared budget, the
-baselines and the de-duplication exact between them (the rules are in :mod:`nasx.search.study`).
+baselines and the de-duplication exact between them (the rules are in :mod:`nasx.search.workers`).
 ``executor.workers: N`` starts N - 1 of them as child processes of this one (:func:`start_workers`),
 each on an equal share of the cores.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nasx.search.study import add_elapsed
+from nasx.search.queries import add_elapsed
 from nasx.search.trial import POLL_S, Candidate, Context, Outcome, next_trial, train_and_record, wait_for_twin
 
 
