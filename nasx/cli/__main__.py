@@ -1,3 +1,4 @@
 from nasx.cli import main
 
-main()
+if __name__ == "__main__":  # worker processes (executor.workers) import the main module again
+    main()

@@ -135,6 +135,26 @@ def test_a_second_search_of_the_same_study_shares_it(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs" / "tiny" / "workers").iterdir()), "each worker removed its lock file"
 
 
+def test_executor_workers_start_worker_processes_that_share_the_study(tmp_path: Path) -> None:
+    """``executor.workers: 2``: one call, two processes training candidates, the budget and de-duplication exact."""
+    budget = 6
+    cfg = tiny_config(
+        tmp_path,
+        budget={"trials": budget},
+        early_stopping={"kind": "none"},
+        fidelity={"epochs": 1},
+        executor={"kind": "local", "workers": 2},
+    )
+    summary = run_search(cfg, root=tmp_path / "runs", space=TinySpace())
+    cand = [r for r in summary.rows if r["role"] == "candidate"]
+    assert summary.progress.trials == budget
+    assert not any(r["state"] in ("running", "waiting") for r in summary.rows)
+    assert max(trained_per_digest(summary.rows).values()) == 1, "no genotype is trained twice"
+    assert len({r["worker"] for r in cand}) == 2, "the worker process ran candidates too"
+    with pytest.raises(StudyError, match="workers: only the local executor"):
+        StudyConfig.model_validate({**cfg.model_dump(exclude={"source_file"}), "executor": {"kind": "ray", "workers": 2}})
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_recovered_by_the_other_while_it_runs(tmp_path: Path) -> None:
     budget = 8
