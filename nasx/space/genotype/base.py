@@ -1,0 +1,166 @@
+"""The genotype's base: limits, constrained field types, :class:`Shape` and window arithmetic, the block interface.
+
+Every other module of the package builds on this one; it knows no block kind.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from nasx.space.ops import SeRule
+
+# Upper bounds. Far above every published network, they keep every size torch computes (feature
+# maps, weights: at most about 2**60 elements) inside int64, and every build finite: without them a
+# ten-line file could ask for a 2**40-pixel input or a fractal block of 2**39 convolutions, which
+# torch reports as an overflow deep inside a trace, or never finishes building.
+#: Widths a genotype states: ``out``, ``channels``, hidden layers, ``growth``, ``groups``, input channels.
+MAX_WIDTH = 2**16
+#: Kernel sides, strides, paddings, dilations and pooling windows.
+MAX_WINDOW = 256
+#: Input resolution (pixels a side).
+MAX_RESOLUTION = 8192
+#: Classes of the classifier.
+MAX_CLASSES = 2**20
+#: Channels of a feature map between blocks (concatenations make them wider than any one ``out``).
+MAX_FEATURE_CHANNELS = 2**20
+#: Elements (channels x height x width) of a feature map between blocks, at batch 1.
+MAX_FEATURE_ELEMENTS = 2**36
+#: Multipliers of a width: a residual block's ``width``, an mbconv's ``expand``, a dense layer's ``bn_size``.
+MAX_RATIO = 64
+#: Layers of one dense block, convolutions of one separable block, columns of one fractal block
+#: (a fractal block has 2**columns - 1 convolutions).
+MAX_DENSE_LAYERS, MAX_SEPARABLE_CONVS, MAX_FRACTAL_COLUMNS = 256, 16, 8
+#: Nodes of one micro cell (DARTS has 4, NASNet and AmoebaNet 5).
+MAX_CELL_NODES = 64
+
+# Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
+Width = Annotated[int, Field(strict=True, gt=0, le=MAX_WIDTH)]
+Window = Annotated[int, Field(strict=True, gt=0, le=MAX_WINDOW)]
+Pad = Annotated[int, Field(strict=True, ge=0, le=MAX_WINDOW)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+Kernel = Window | tuple[Window, Window]
+
+
+class Shape(NamedTuple):
+    """Channels, height, width of a feature map (batch excluded)."""
+
+    c: int
+    h: int
+    w: int
+
+    def __str__(self) -> str:
+        return f"{self.c}x{self.h}x{self.w}"
+
+
+class ShapeRuleError(ValueError):
+    """A rule that depends on the incoming shape; carries the offending field's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def _pair(v: Kernel) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (v[0], v[1])
+
+
+def _same_padding(kernel: Kernel, dilation: int = 1) -> tuple[int, int] | None:
+    kh, kw = _pair(kernel)
+    if kh % 2 == 0 or kw % 2 == 0:
+        return None
+    return (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+
+
+def _out_side(size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil: bool = False) -> int:
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def _window(
+    shape: Shape, c_out: int, kernel: Kernel, stride: int, pad: tuple[int, int], dilation: int = 1, ceil: bool = False
+) -> Shape:
+    (kh, kw), (ph, pw) = _pair(kernel), pad
+    out = Shape(c_out, _out_side(shape.h, kh, stride, ph, dilation, ceil), _out_side(shape.w, kw, stride, pw, dilation, ceil))
+    if out.h < 1 or out.w < 1:
+        raise ShapeRuleError("kernel", f"spatial size must stay >= 1, but {shape} becomes {out}")
+    return out
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+class _Block(_Frozen):
+    """Common interface of block kinds: shape inference.
+
+    ``derived_out``: the kind's width follows from its input or branches, so ``out`` is never
+    required; every other kind with an ``out`` field needs it outside a repeated stage template.
+    """
+
+    derived_out: ClassVar[bool] = False
+    #: Two-input kinds (the micro cell) also read the output of the block before the previous one.
+    two_inputs: ClassVar[bool] = False
+
+    def out_shape(self, shape: Shape) -> Shape:  # pragma: no cover - every kind overrides
+        raise NotImplementedError
+
+
+def _check_kernel_padding(kernel: Kernel, padding: Any) -> None:
+    if padding is None and _same_padding(kernel) is None:
+        raise ShapeRuleError("padding", f"kernel {kernel} is even, so 'same' padding does not exist: give padding explicitly")
+
+
+def _int_pair(v: Any) -> tuple[int, int] | None:
+    """``v`` as an (h, w) pair if it is an int or a two-int list, else None (left to validation)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return (v[0], v[1])
+    return None
+
+
+def _canonical_padding(values: dict[str, Any]) -> dict[str, Any]:
+    """Store square kernels and paddings as one int, and padding as None when it is 'same' padding."""
+    kernel, pad = _int_pair(values.get("kernel", 3)), _int_pair(values.get("padding"))
+    if kernel and kernel[0] == kernel[1] and "kernel" in values:
+        values["kernel"] = kernel[0]
+    if pad and pad[0] == pad[1]:
+        values["padding"] = pad[0]
+    dilation = values.get("dilation", 1)
+    if kernel and pad and isinstance(dilation, int) and dilation > 0 and _same_padding(kernel, dilation) == pad:
+        values["padding"] = None
+    return values
+
+
+def se_hidden(channels: int, se: float, rule: SeRule) -> int:
+    """Hidden width of the squeeze-excite on ``channels`` channels at ratio ``se`` (see :class:`SeRule`)."""
+    if rule == SeRule.FLOOR:
+        return max(1, int(channels * se))
+    return max(8, int(channels * se + 4) // 8 * 8)
+
+
+def _canonical_se(values: dict[str, Any]) -> dict[str, Any]:
+    """Without squeeze-excite (``se`` 0) its hidden-width rule means nothing: store the default."""
+    if not values.get("se") and "se_rule" in values:
+        values = {k: v for k, v in values.items() if k != "se_rule"}
+    return values
+
+
+def _odd(v: int) -> int:
+    """A kernel side must be odd, so that 'same' padding exists."""
+    if v % 2 == 0:
+        raise ValueError(f"must be odd, got {v}")
+    return v
+
+
+OddKernel = Annotated[Window, AfterValidator(_odd)]
