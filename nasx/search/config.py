@@ -13,10 +13,9 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
+from nasx.types import PositiveInt
 from nasx.yamlfiles import YamlProblem, read_text
 from nasx.yamlfiles import parse as parse_yaml
-
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
 
 class StudyError(NasxError):

@@ -73,12 +73,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Protocol, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from nasx.errors import GenotypeError, InfeasibleSample, NotInSpaceError, SpaceError
 from nasx.space.genotype import Cell, CellEdge, ForkStep, Network, minimal_dict
 from nasx.space.ops import CellOp, cell_op
+from nasx.types import Frozen
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
 from nasx.yamlfiles import parse as parse_yaml
 
@@ -1014,10 +1015,8 @@ def _shared_refs(node: _Node) -> Iterator[str]:
 # ==== the design space ==========================================================================
 
 
-class _SpaceFile(BaseModel):
+class _SpaceFile(Frozen):
     """The schema of a design-space file (unknown keys are errors)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     description: str = ""

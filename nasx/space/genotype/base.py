@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from nasx.space.ops import SeRule
+from nasx.types import Frozen
 
 # Upper bounds. Far above every published network, they keep every size torch computes (feature
 # maps, weights: at most about 2**60 elements) inside int64, and every build finite: without them a
@@ -36,11 +37,9 @@ MAX_DENSE_LAYERS, MAX_SEPARABLE_CONVS, MAX_FRACTAL_COLUMNS = 256, 16, 8
 MAX_CELL_NODES = 64
 
 # Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
-NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 Width = Annotated[int, Field(strict=True, gt=0, le=MAX_WIDTH)]
 Window = Annotated[int, Field(strict=True, gt=0, le=MAX_WINDOW)]
 Pad = Annotated[int, Field(strict=True, ge=0, le=MAX_WINDOW)]
-Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 Kernel = Window | tuple[Window, Window]
 
 
@@ -96,8 +95,10 @@ def _window(
     return out
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+class _Frozen(Frozen):
+    """Base of the genotype's models: :class:`nasx.types.Frozen`, and defaults validated too."""
+
+    model_config = ConfigDict(validate_default=True)
 
 
 class _Block(_Frozen):

@@ -9,9 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from nasx.space.genotype.base import (
     MAX_CELL_NODES,
     MAX_FRACTAL_COLUMNS,
-    NonNegativeInt,
     OddKernel,
-    Probability,
     Shape,
     ShapeRuleError,
     Width,
@@ -23,6 +21,7 @@ from nasx.space.genotype.base import (
     _window,
 )
 from nasx.space.ops import CellOp, Kind, cell_op
+from nasx.types import NonNegativeInt, Probability
 
 if TYPE_CHECKING:
     from nasx.space.genotype.network import Network

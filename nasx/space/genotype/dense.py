@@ -11,7 +11,6 @@ from nasx.space.genotype.base import (
     MAX_RATIO,
     MAX_SEPARABLE_CONVS,
     OddKernel,
-    Probability,
     Shape,
     ShapeRuleError,
     Width,
@@ -22,6 +21,7 @@ from nasx.space.genotype.base import (
     _window,
 )
 from nasx.space.ops import Act, Kind, SeRule
+from nasx.types import Probability
 
 
 def _derived_out(block: Any, rule: str) -> None:

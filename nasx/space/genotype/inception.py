@@ -18,7 +18,6 @@ from nasx.space.genotype.base import (
     MAX_FEATURE_CHANNELS,
     Kernel,
     Pad,
-    Probability,
     Shape,
     ShapeRuleError,
     Width,
@@ -32,6 +31,7 @@ from nasx.space.genotype.base import (
     _window,
 )
 from nasx.space.ops import Act, Kind, Norm, SeRule, StepOp
+from nasx.types import Probability
 
 _StrictBool = StrictBool
 _Padding = Pad | tuple[Pad, Pad] | None

@@ -21,7 +21,6 @@ from nasx.space.genotype.base import (
     MAX_FEATURE_CHANNELS,
     MAX_FEATURE_ELEMENTS,
     MAX_RESOLUTION,
-    Probability,
     Shape,
     ShapeRuleError,
     Width,
@@ -34,6 +33,7 @@ from nasx.space.genotype.dense import DenseBlock, FireBlock, MBConvBlock, Separa
 from nasx.space.genotype.inception import _STEP_TAGS, InceptionBlock, InceptionResidualBlock
 from nasx.space.genotype.plain import ConvBlock, MlpConvBlock, PoolBlock, ResidualBlock
 from nasx.space.ops import Act, Classifier, Kind, PoolOp
+from nasx.types import Probability
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
 from nasx.yamlfiles import parse as parse_yaml
 

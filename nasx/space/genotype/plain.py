@@ -11,7 +11,6 @@ from nasx.space.genotype.base import (
     Kernel,
     OddKernel,
     Pad,
-    Probability,
     Shape,
     ShapeRuleError,
     Width,
@@ -25,6 +24,7 @@ from nasx.space.genotype.base import (
     _window,
 )
 from nasx.space.ops import Act, Kind, Norm, PoolOp, SeRule, Shortcut, Variant
+from nasx.types import Probability
 
 
 class ConvBlock(_Block):
