@@ -76,7 +76,7 @@ from typing import Annotated, Any, Protocol, get_args, get_origin
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from nasx.errors import GenotypeError, InfeasibleSample, NotInSpaceError, SpaceError
+from nasx.errors import GenotypeError, InfeasibleSample, NotInSpaceError, SpaceError, Wording, field_problems
 from nasx.space.genotype import Cell, CellEdge, ForkStep, Network, minimal_dict
 from nasx.space.ops import CellOp, cell_op
 from nasx.types import Frozen
@@ -1025,6 +1025,8 @@ class _SpaceFile(Frozen):
     template: dict[str, Any]
 
 
+#: How a design-space file's own keys are worded in errors (the template's are the genotype's).
+_FILE_WORDING = Wording(messages={"extra_forbidden": "unknown field"}, unions=None)
 _ARCH_FIELDS = tuple(k for k in Network.model_fields if k not in ("name", "reference"))
 
 
@@ -1056,7 +1058,7 @@ class DesignSpace:
         try:
             spec = _SpaceFile.model_validate(data)
         except ValidationError as exc:
-            raise SpaceError([_problem(err) for err in exc.errors(include_url=False)], source) from None
+            raise SpaceError(field_problems(exc, _FILE_WORDING), source) from None
         parser = _Parser(set(spec.shared))
         for name in spec.shared:
             if not _IDENT.match(name) or name in Network.model_fields:
@@ -1174,14 +1176,6 @@ class DesignSpace:
         if self.members:
             lines.append(f"contains: {', '.join(self.members)}")
         return "\n".join(lines + [f"  {p}" for p in self.params()])
-
-
-def _problem(err: Any) -> tuple[str, str]:
-    path = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"]).lstrip(".")
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-    if err["type"] not in ("missing",):
-        msg += f", got {err.get('input')!r}"[:100]
-    return path, msg
 
 
 # ==== finding spaces ============================================================================

@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, ConfigDict, Field
 
+from nasx.errors import FieldError
 from nasx.space.ops import SeRule
 from nasx.types import Frozen
 
@@ -54,12 +55,8 @@ class Shape(NamedTuple):
         return f"{self.c}x{self.h}x{self.w}"
 
 
-class ShapeRuleError(ValueError):
-    """A rule that depends on the incoming shape; carries the offending field's name."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message)
+class ShapeRuleError(FieldError):
+    """A genotype rule broken at one field (many depend on the incoming shape); carries the field's name."""
 
 
 def _pair(v: Kernel) -> tuple[int, int]:

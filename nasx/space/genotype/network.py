@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from enum import StrEnum
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, Field, StrictBool, ValidationError, model_validator
 
-from nasx.errors import GenotypeError
+from nasx.errors import GenotypeError, Wording, field_problems
 from nasx.space.genotype.base import (
     MAX_CLASSES,
     MAX_FEATURE_CHANNELS,
@@ -335,67 +334,22 @@ def _apply(block: Any, shape: Shape, where: str, method: str = "out_shape") -> S
     return out
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    """pydantic location -> ``stages[2].blocks[0].kernel`` (dropping union tags)."""
-    parts: list[str] = []
-    prev: Any = None
-    kinds = {k.value for k in Kind} | _STEP_TAGS
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif isinstance(item, str) and item in kinds and (isinstance(prev, int) or prev == "block"):
-            pass  # the discriminated-union tag pydantic inserts
-        elif isinstance(item, str) and ("[" in item or "-" in item or item in _UNION_MEMBERS):
-            pass  # a union member's or validator's name
-        else:
-            parts.append(("." if parts else "") + str(item))
-        prev = item
-    return "".join(parts)
-
-
-_ENUM_REPR = re.compile(r"<\w+\.\w+: ('[^']*')>")
-_UNION_MEMBERS = {"int", "float", "bool", "str", "tuple", "list", "none", "dict"}
-_MESSAGES = {
-    "extra_forbidden": "unknown field",
-    "missing": "required field is missing",
-    "union_tag_invalid": "unknown block kind {tag!r}; expected one of " + ", ".join(k.value for k in Kind),
-    "union_tag_not_found": "a block needs a 'kind' (one of " + ", ".join(k.value for k in Kind) + ")",
-}
+#: How the genotype words pydantic's errors (see :func:`nasx.errors.field_problems`).
+WORDING = Wording(
+    messages={
+        "extra_forbidden": "unknown field",
+        "missing": "required field is missing",
+        "union_tag_invalid": "unknown block kind {tag!r}; expected one of " + ", ".join(k.value for k in Kind),
+        "union_tag_not_found": "a block needs a 'kind' (one of " + ", ".join(k.value for k in Kind) + ")",
+    },
+    tags=frozenset({k.value for k in Kind} | _STEP_TAGS),
+    tagged=frozenset({"block"}),
+    nested=("stem[", "stages["),
+)
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for err in exc.errors(include_url=False):
-        path = _loc(tuple(err["loc"]))
-        ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, ShapeRuleError):
-            path = f"{path}.{ctx_error.field}" if path else ctx_error.field
-            problems.append((path, str(ctx_error)))
-            continue
-        template = _MESSAGES.get(err["type"])
-        msg = template.format(**(err.get("ctx") or {})) if template else err["msg"].removeprefix("Value error, ")
-        msg = _ENUM_REPR.sub(r"\1", msg)  # pydantic quotes a Literal of enum members as <PoolOp.MAX: 'max'>
-        if err["type"] == "value_error" and (":" in msg.split(" ")[0] if msg else False) and not path:
-            path, _, msg = msg.partition(": ")
-        elif err["type"] == "value_error" and ": " in msg and msg.split(": ")[0].startswith(("stem[", "stages[")):
-            sub, _, msg = msg.partition(": ")
-            path = f"{path}.{sub}" if path else sub
-        own_rule = err["type"] in ("missing", "value_error", "assertion_error")  # our rules state their values
-        if not own_rule and "got" not in msg and not isinstance(err.get("input"), BaseModel):
-            shown = repr(err.get("input"))
-            msg = f"{msg}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
-        if any(p == path for p, _ in problems):
-            continue  # a union reports once per member; the first message says enough
-        problems.append((path, msg))
-    # A list that failed item validation also reports "too short": keep only the item errors.
-    return [
-        (p, m)
-        for p, m in problems
-        if not (
-            m.startswith(("Tuple should have at least", "List should have at least"))
-            and any(q != p and q.startswith(p) for q, _ in problems)
-        )
-    ]
+    return field_problems(exc, WORDING)
 
 
 def load_network(path: str) -> Network:
