@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from nasx.errors import FieldError
 from nasx.space.ops import SeRule
@@ -113,11 +113,6 @@ class _Block(_Frozen):
         raise NotImplementedError
 
 
-def _check_kernel_padding(kernel: Kernel, padding: Any) -> None:
-    if padding is None and _same_padding(kernel) is None:
-        raise ShapeRuleError("padding", f"kernel {kernel} is even, so 'same' padding does not exist: give padding explicitly")
-
-
 def _int_pair(v: Any) -> tuple[int, int] | None:
     """``v`` as an (h, w) pair if it is an int or a two-int list, else None (left to validation)."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -138,6 +133,39 @@ def _canonical_padding(values: dict[str, Any]) -> dict[str, Any]:
     if kernel and pad and isinstance(dilation, int) and dilation > 0 and _same_padding(kernel, dilation) == pad:
         values["padding"] = None
     return values
+
+
+class _Windowed(_Frozen):
+    """What every kxk window with an optional padding shares: conv and mlpconv blocks, conv and pool steps.
+
+    Square kernels and paddings are stored as one int and 'same' padding as None (canonical forms),
+    'same' padding must exist when no padding is given (an odd kernel), and :attr:`pad` is the
+    padding in use. The fields (``kernel``, ``padding``, and ``dilation`` where there is one) are
+    declared by each class, so that its own fields come first in written forms.
+    """
+
+    #: The field an even kernel without padding is reported on.
+    same_padding_field: ClassVar[str] = "padding"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_window(cls, values: Any) -> Any:
+        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
+
+    @model_validator(mode="after")
+    def _same_padding_exists(self) -> _Windowed:
+        if self.padding is None and _same_padding(self.kernel) is None:  # type: ignore[attr-defined]
+            where = self.same_padding_field
+            kernel = f"{'' if where == 'kernel' else 'kernel '}{self.kernel}"  # type: ignore[attr-defined]
+            raise ShapeRuleError(where, f"{kernel} is even, so 'same' padding does not exist: give padding explicitly")
+        return self
+
+    @property
+    def pad(self) -> tuple[int, int]:
+        """The padding in use, (h, w)."""
+        if self.padding is None:  # type: ignore[attr-defined]
+            return _same_padding(self.kernel, getattr(self, "dilation", 1))  # type: ignore[attr-defined, return-value]
+        return _pair(self.padding)  # type: ignore[attr-defined]
 
 
 def se_hidden(channels: int, se: float, rule: SeRule) -> int:

@@ -23,12 +23,11 @@ from nasx.space.genotype.base import (
     Width,
     Window,
     _Block,
-    _canonical_padding,
     _canonical_se,
     _Frozen,
     _pair,
-    _same_padding,
     _window,
+    _Windowed,
 )
 from nasx.space.ops import Act, Kind, Norm, SeRule, StepOp
 from nasx.types import Probability
@@ -43,27 +42,14 @@ def _kernel_label(kernel: Kernel) -> str:
     return f"{kh}x{kw}"
 
 
-class _Step(_Frozen):
+class _Step(_Windowed):
     """What conv and pool steps share: a window with ``stride`` 1 and 'same' padding unless given.
 
     The fields (``kernel``, ``stride``, ``padding``) are declared by each subclass, so that
     ``op`` comes first in written forms.
     """
 
-    @model_validator(mode="before")
-    @classmethod
-    def _canonical(cls, values: Any) -> Any:
-        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
-
-    @model_validator(mode="after")
-    def _rules(self) -> _Step:
-        if self.padding is None and _same_padding(self.kernel) is None:
-            raise ShapeRuleError("kernel", f"{self.kernel} is even, so 'same' padding does not exist: give padding explicitly")
-        return self
-
-    @property
-    def pad(self) -> tuple[int, int]:
-        return _same_padding(self.kernel) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
+    same_padding_field: ClassVar[str] = "kernel"
 
     def width(self, cin: int | None) -> int | None:
         """Output channels for ``cin`` input channels (None: depends on the unknown ``cin``)."""

@@ -16,18 +16,17 @@ from nasx.space.genotype.base import (
     Width,
     Window,
     _Block,
-    _canonical_padding,
     _canonical_se,
-    _check_kernel_padding,
     _pair,
     _same_padding,
     _window,
+    _Windowed,
 )
 from nasx.space.ops import Act, Kind, Norm, PoolOp, SeRule, Shortcut, Variant
 from nasx.types import Probability
 
 
-class ConvBlock(_Block):
+class ConvBlock(_Block, _Windowed):
     """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG).
 
     ``se`` > 0 adds squeeze-and-excitation after the activation, with ``se_hidden(out, se, se_rule)``
@@ -50,18 +49,13 @@ class ConvBlock(_Block):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
-        return _canonical_se(_canonical_padding(dict(values))) if isinstance(values, dict) else values
+        return _canonical_se(values) if isinstance(values, dict) else values
 
     @model_validator(mode="after")
     def _rules(self) -> ConvBlock:
-        _check_kernel_padding(self.kernel, self.padding)
         if self.out is not None and self.out % self.groups:
             raise ShapeRuleError("groups", f"out ({self.out}) must be divisible by groups ({self.groups})")
         return self
-
-    @property
-    def pad(self) -> tuple[int, int]:
-        return _same_padding(self.kernel, self.dilation) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
 
     def out_shape(self, shape: Shape) -> Shape:
         if shape.c % self.groups:
@@ -106,7 +100,7 @@ class PoolBlock(_Block):
         return _window(shape, shape.c, self.kernel, self.step, (self.padding, self.padding), ceil=self.ceil_mode)
 
 
-class MlpConvBlock(_Block):
+class MlpConvBlock(_Block, _Windowed):
     """NiN's mlpconv: a kxk convolution then 1x1 convolutions, each followed by ``act``.
 
     ``hidden`` lists the output channels of the kxk conv and of every 1x1 conv but the last,
@@ -122,20 +116,6 @@ class MlpConvBlock(_Block):
     bias: StrictBool = True
     norm: Norm = Norm.NONE
     act: Act = Act.RELU
-
-    @model_validator(mode="before")
-    @classmethod
-    def _canonical(cls, values: Any) -> Any:
-        return _canonical_padding(dict(values)) if isinstance(values, dict) else values
-
-    @model_validator(mode="after")
-    def _rules(self) -> MlpConvBlock:
-        _check_kernel_padding(self.kernel, self.padding)
-        return self
-
-    @property
-    def pad(self) -> tuple[int, int]:
-        return _same_padding(self.kernel) if self.padding is None else _pair(self.padding)  # type: ignore[return-value]
 
     def out_shape(self, shape: Shape) -> Shape:
         return _window(shape, self.out or 0, self.kernel, self.stride, self.pad)
