@@ -1,5 +1,6 @@
 """Networks as data: the genotype language and design spaces. Imports neither torch nor optuna."""
 
+from nasx.space import compact  # noqa: F401  (installs Network's string form: compact imports genotype, never the reverse)
 from nasx.space.design import DesignSpace, Param, load_space, space_names
 from nasx.space.genotype import (
     BLOCK_TYPES,

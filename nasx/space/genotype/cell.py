@@ -20,7 +20,7 @@ from nasx.space.genotype.base import (
     _same_padding,
     _window,
 )
-from nasx.space.ops import CellOp, Kind, cell_op
+from nasx.space.ops import CELL_OP_ALIAS, CellOp, Kind, cell_op
 from nasx.types import NonNegativeInt, Probability
 
 if TYPE_CHECKING:
@@ -72,8 +72,6 @@ class Cell(_Frozen):
     @classmethod
     def _from_string(cls, values: Any) -> Any:
         if isinstance(values, str):
-            from nasx.space.compact import cell_from_string
-
             return cell_from_string(values)
         return values
 
@@ -99,8 +97,6 @@ class Cell(_Frozen):
         return self
 
     def to_string(self) -> str:
-        from nasx.space.compact import cell_to_string
-
         return cell_to_string(self)
 
     def lines(self, reduction: bool = False) -> list[str]:
@@ -210,6 +206,37 @@ class AuxHead(_Frozen):
         if out.h < 1 or out.w < 1:
             raise ShapeRuleError("aux.pool", f"the stage output {shape} is smaller than the {self.pool}x{self.pool} pool")
         return out
+
+
+# ---- the one-line form of a cell ------------------------------------------------------------
+#
+#   sep3@0+sep3@1 | sep3@0+sep3@1 | sep3@1+skip@0 | skip@0+dil3@2 ; concat 2,3,4,5
+#
+# One ``OP@INPUT+OP@INPUT`` per node, nodes separated by ``|``, then ``; concat`` and the states
+# whose outputs are concatenated. Ops are written by their short alias (ops.CELL_OP_ALIASES).
+
+
+def cell_to_string(cell: Cell) -> str:
+    nodes = " | ".join("+".join(f"{CELL_OP_ALIAS[e.op]}@{e.input}" for e in node) for node in cell.nodes)
+    return f"{nodes} ; concat {','.join(map(str, cell.concat))}"
+
+
+def cell_from_string(text: str) -> dict[str, Any]:
+    """The fields of a :class:`Cell` from its one-line form; edges are checked by the model."""
+    body, sep, tail = text.partition(";")
+    word, _, numbers = tail.strip().partition(" ")
+    if not sep or word != "concat":
+        raise ValueError(f"a cell string ends with '; concat I,J,...', got {text!r}")
+    concat = [n.strip() for n in numbers.split(",") if n.strip()]
+    if not all(n.isdigit() for n in concat):
+        raise ValueError(f"concat lists state numbers separated by commas, got {numbers.strip()!r}")
+    nodes = []
+    for part in body.split("|"):
+        edges = [e.strip() for e in part.split("+")]
+        if len(edges) != 2 or not all(edges):
+            raise ValueError(f"a node is two edges OP@INPUT joined by '+', got {part.strip()!r}")
+        nodes.append(edges)
+    return {"nodes": nodes, "concat": [int(n) for n in concat]}
 
 
 def cell_lines(net: Network) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -253,9 +254,8 @@ class Network(_Frozen):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     def to_string(self) -> str:
-        from nasx.space.compact import network_to_string
-
-        return network_to_string(self)
+        """The one-line string form (:mod:`nasx.space.compact`)."""
+        return _STRING_FORM["write"](self)
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> Network:
@@ -281,12 +281,21 @@ class Network(_Frozen):
 
     @classmethod
     def from_string(cls, text: str) -> Network:
-        from nasx.space.compact import network_from_string
-
-        return network_from_string(text)
+        """Parse the one-line string form (:mod:`nasx.space.compact`); raises :class:`GenotypeError`."""
+        return _STRING_FORM["read"](text)  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         return self.to_string()
+
+
+#: The one-line string form's writer and reader, installed by :mod:`nasx.space.compact` (which
+#: imports this module, never the reverse) when it is imported; :mod:`nasx.space` imports it.
+_STRING_FORM: dict[str, Callable[..., Any]] = {}
+
+
+def install_string_form(write: Callable[[Network], str], read: Callable[[str], Network]) -> None:
+    """Install what ``Network.to_string`` and ``Network.from_string`` call (done by :mod:`nasx.space.compact`)."""
+    _STRING_FORM.update(write=write, read=read)
 
 
 def minimal_dict(model: BaseModel) -> dict[str, Any]:
