@@ -336,7 +336,7 @@ class CellInputs(NamedTuple):
     reduce0: bool
 
 
-def cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
+def build_cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
     """One edge's module, exactly as DARTS' ``OPS[name](C, stride, affine=True)``."""
     c = channels
     if op == CellOp.NONE:
@@ -367,7 +367,7 @@ class MicroCell(nn.Module):
         self.pre0 = FactorizedReduce(inputs.c0, c) if inputs.reduce0 else relu_conv_bn(inputs.c0, c, 1)
         self.pre1 = relu_conv_bn(inputs.c1, c, 1)
         edges = [e for node in cell.nodes for e in node]
-        self.edges = nn.ModuleList(cell_op(e.op, c, b.stride if e.input < 2 else 1) for e in edges)
+        self.edges = nn.ModuleList(build_cell_op(e.op, c, b.stride if e.input < 2 else 1) for e in edges)
         self.inputs = tuple(e.input for e in edges)
         self.concat = cell.concat
         self.drop_path = DropPath(b.drop_path)

@@ -78,7 +78,7 @@ from pydantic.fields import FieldInfo
 
 from nasx.errors import GenotypeError, InfeasibleSample, NotInSpaceError, SpaceError, Wording, field_problems
 from nasx.space.genotype import Cell, CellEdge, ForkStep, Network, minimal_dict
-from nasx.space.ops import CellOp, cell_op
+from nasx.space.ops import CellOp, parse_cell_op
 from nasx.types import Frozen
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
 from nasx.yamlfiles import parse as parse_yaml
@@ -781,7 +781,7 @@ def _same(template: Scalar, value: Any) -> bool:
             return False
     if isinstance(value, CellOp) and isinstance(template, str):
         try:
-            return cell_op(template) == value
+            return parse_cell_op(template) == value
         except ValueError:
             return False
     return _same_scalar(template, value)

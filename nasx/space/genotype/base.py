@@ -17,8 +17,9 @@ from nasx.types import Frozen
 # maps, weights: at most about 2**60 elements) inside int64, and every build finite: without them a
 # ten-line file could ask for a 2**40-pixel input or a fractal block of 2**39 convolutions, which
 # torch reports as an overflow deep inside a trace, or never finishes building.
-#: Widths a genotype states: ``out``, ``channels``, hidden layers, ``growth``, ``groups``, input channels.
-MAX_WIDTH = 2**16
+#: Channels (and channel counts) a genotype states: ``out``, ``channels``, hidden layers, ``growth``, ``groups``,
+#: input channels.
+MAX_CHANNELS = 2**16
 #: Kernel sides, strides, paddings, dilations and pooling windows.
 MAX_WINDOW = 256
 #: Input resolution (pixels a side).
@@ -38,7 +39,7 @@ MAX_DENSE_LAYERS, MAX_SEPARABLE_CONVS, MAX_FRACTAL_COLUMNS = 256, 16, 8
 MAX_CELL_NODES = 64
 
 # Strict ints and bools: YAML gives real ones, and `kernel: true` or `depth: 2.5` is a mistake.
-Width = Annotated[int, Field(strict=True, gt=0, le=MAX_WIDTH)]
+Width = Annotated[int, Field(strict=True, gt=0, le=MAX_CHANNELS)]
 Window = Annotated[int, Field(strict=True, gt=0, le=MAX_WINDOW)]
 Pad = Annotated[int, Field(strict=True, ge=0, le=MAX_WINDOW)]
 Kernel = Window | tuple[Window, Window]

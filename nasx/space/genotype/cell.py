@@ -20,7 +20,7 @@ from nasx.space.genotype.base import (
     _same_padding,
     _window,
 )
-from nasx.space.ops import CELL_OP_ALIAS, CellOp, Kind, cell_op
+from nasx.space.ops import CELL_OP_ALIAS, CellOp, Kind, parse_cell_op
 from nasx.types import NonNegativeInt, Probability
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class CellEdge(_Frozen):
     @field_validator("op", mode="before")
     @classmethod
     def _alias(cls, v: Any) -> Any:
-        return cell_op(v) if isinstance(v, str) else v
+        return parse_cell_op(v) if isinstance(v, str) else v
 
 
 class Cell(_Frozen):

@@ -135,7 +135,8 @@ def _step_tag(value: Any) -> str | None:
     return "pool" if op in (StepOp.MAX_POOL, StepOp.AVG_POOL) else None
 
 
-Step = Annotated[
+#: One step of an inception branch: a conv, a pool, or a fork of sub-branches.
+BranchStep = Annotated[
     Annotated[ConvStep, Tag("conv")] | Annotated[PoolStep, Tag("pool")] | Annotated[ForkStep, Tag("fork")],
     Discriminator(
         _step_tag,
@@ -143,7 +144,8 @@ Step = Annotated[
         custom_error_message="a step needs 'op' (one of " + ", ".join(o.value for o in StepOp) + ") or 'fork' (its sub-branches)",
     ),
 ]
-Branch = Annotated[tuple[Step, ...], Field(min_length=1)]
+#: The steps of one branch, applied in order.
+Branch = Annotated[tuple[BranchStep, ...], Field(min_length=1)]
 ForkStep.model_rebuild()
 
 
