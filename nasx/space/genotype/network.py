@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, Field, StrictBool, ValidationError, model_validator
@@ -37,6 +37,8 @@ from nasx.types import Probability
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
 from nasx.yamlfiles import parse as parse_yaml
 
+#: Every block kind, told apart by its ``kind`` tag. A new kind is its :class:`~nasx.space.ops.Kind` value,
+#: its class here and its builder in :mod:`nasx.models.blocks`.
 Block = Annotated[
     ConvBlock
     | PoolBlock
@@ -53,21 +55,8 @@ Block = Annotated[
     | FractalBlock,
     Field(discriminator="kind"),
 ]
-BLOCK_TYPES: dict[Kind, type[_Block]] = {
-    Kind.CONV: ConvBlock,
-    Kind.POOL: PoolBlock,
-    Kind.MLPCONV: MlpConvBlock,
-    Kind.RESIDUAL: ResidualBlock,
-    Kind.DENSE: DenseBlock,
-    Kind.TRANSITION: TransitionBlock,
-    Kind.SEPARABLE: SeparableBlock,
-    Kind.FIRE: FireBlock,
-    Kind.MBCONV: MBConvBlock,
-    Kind.INCEPTION: InceptionBlock,
-    Kind.INCEPTION_RESIDUAL: InceptionResidualBlock,
-    Kind.CELL: CellBlock,
-    Kind.FRACTAL: FractalBlock,
-}
+#: The class of each block kind, read from the union (a new kind is its class in the union above).
+BLOCK_TYPES: dict[Kind, type[_Block]] = {cls.model_fields["kind"].default: cls for cls in get_args(get_args(Block)[0])}
 
 
 class Input(_Frozen):
