@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, StrictBool, ValidationError, model_validator
 
 from nasx.errors import GenotypeError, Wording, field_problems
+from nasx.space.genotype import cell, dense, inception, plain
 from nasx.space.genotype.base import (
     MAX_CLASSES,
     MAX_FEATURE_CHANNELS,
@@ -28,10 +29,9 @@ from nasx.space.genotype.base import (
     _Block,
     _Frozen,
 )
-from nasx.space.genotype.cell import AuxHead, Cell, CellBlock, FractalBlock
-from nasx.space.genotype.dense import DenseBlock, FireBlock, MBConvBlock, SeparableBlock, TransitionBlock
-from nasx.space.genotype.inception import _STEP_TAGS, InceptionBlock, InceptionResidualBlock
-from nasx.space.genotype.plain import ConvBlock, MlpConvBlock, PoolBlock, ResidualBlock
+from nasx.space.genotype.cell import AuxHead, Cell
+from nasx.space.genotype.inception import _STEP_TAGS
+from nasx.space.genotype.plain import PoolBlock
 from nasx.space.ops import Act, Classifier, Kind, PoolOp
 from nasx.types import Probability
 from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
@@ -40,19 +40,19 @@ from nasx.yamlfiles import parse as parse_yaml
 #: Every block kind, told apart by its ``kind`` tag. A new kind is its :class:`~nasx.space.ops.Kind` value,
 #: its class here and its builder in :mod:`nasx.models.blocks`.
 Block = Annotated[
-    ConvBlock
-    | PoolBlock
-    | MlpConvBlock
-    | ResidualBlock
-    | DenseBlock
-    | TransitionBlock
-    | SeparableBlock
-    | FireBlock
-    | MBConvBlock
-    | InceptionBlock
-    | InceptionResidualBlock
-    | CellBlock
-    | FractalBlock,
+    plain.ConvBlock
+    | plain.PoolBlock
+    | plain.MlpConvBlock
+    | plain.ResidualBlock
+    | dense.DenseBlock
+    | dense.TransitionBlock
+    | dense.SeparableBlock
+    | dense.FireBlock
+    | dense.MBConvBlock
+    | inception.InceptionBlock
+    | inception.InceptionResidualBlock
+    | cell.CellBlock
+    | cell.FractalBlock,
     Field(discriminator="kind"),
 ]
 #: The class of each block kind, read from the union (a new kind is its class in the union above).
