@@ -176,11 +176,20 @@ def se_hidden(channels: int, se: float, rule: SeRule) -> int:
     return max(8, int(channels * se + 4) // 8 * 8)
 
 
-def _canonical_se(values: dict[str, Any]) -> dict[str, Any]:
-    """Without squeeze-excite (``se`` 0) its hidden-width rule means nothing: store the default."""
-    if not values.get("se") and "se_rule" in values:
-        values = {k: v for k, v in values.items() if k != "se_rule"}
-    return values
+class _SqueezeExcite(_Frozen):
+    """What the kinds that take squeeze-and-excitation share (conv, residual, separable, mbconv, inception).
+
+    ``se`` > 0 gates the block's features with ``se_hidden(width, se, se_rule)`` hidden channels;
+    without it (``se`` 0) the hidden-width rule means nothing, so its default is stored (canonical
+    form). The fields are declared by each kind, so that its own fields come first in written forms.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_se(cls, values: Any) -> Any:
+        if isinstance(values, dict) and not values.get("se") and "se_rule" in values:
+            values = {k: v for k, v in values.items() if k != "se_rule"}
+        return values
 
 
 def _odd(v: int) -> int:

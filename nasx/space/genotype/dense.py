@@ -16,8 +16,8 @@ from nasx.space.genotype.base import (
     Width,
     Window,
     _Block,
-    _canonical_se,
     _same_padding,
+    _SqueezeExcite,
     _window,
 )
 from nasx.space.ops import Act, Kind, SeRule
@@ -87,7 +87,7 @@ class TransitionBlock(_Block):
         return Shape(self.width(shape.c), shape.h // 2, shape.w // 2)
 
 
-class SeparableBlock(_Block):
+class SeparableBlock(_Block, _SqueezeExcite):
     """Xception's block (Chollet 2017): ``convs`` depthwise-separable convolutions, each BN'd.
 
     A separable conv is a depthwise kxk then a pointwise 1x1 conv, both without bias, then BN.
@@ -116,8 +116,6 @@ class SeparableBlock(_Block):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            values = _canonical_se(values)
         if isinstance(values, dict) and values.get("convs", 2) == 1 and "grow_first" in values:
             values = {k: v for k, v in values.items() if k != "grow_first"}  # one conv: both orders are the same
         return values
@@ -171,7 +169,7 @@ class FireBlock(_Block):
         return Shape(self.out or 0, shape.h, shape.w)
 
 
-class MBConvBlock(_Block):
+class MBConvBlock(_Block, _SqueezeExcite):
     """MobileNetV2's inverted residual (Sandler et al. 2018).
 
     1x1 expansion to ``round(in * expand)`` channels (omitted when ``expand`` is 1 unless
@@ -199,10 +197,7 @@ class MBConvBlock(_Block):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
-        if not isinstance(values, dict):
-            return values
-        values = _canonical_se(values)
-        if values.get("expand", 6.0) != 1 and "keep_expand" in values:  # the conv is there anyway
+        if isinstance(values, dict) and values.get("expand", 6.0) != 1 and "keep_expand" in values:  # the conv is there anyway
             values = {k: v for k, v in values.items() if k != "keep_expand"}
         return values
 

@@ -23,9 +23,9 @@ from nasx.space.genotype.base import (
     Width,
     Window,
     _Block,
-    _canonical_se,
     _Frozen,
     _pair,
+    _SqueezeExcite,
     _window,
     _Windowed,
 )
@@ -203,7 +203,7 @@ class _Branches(_Frozen):
     branches: tuple[Branch, ...]
 
 
-class InceptionBlock(_Block):
+class InceptionBlock(_Block, _SqueezeExcite):
     """Parallel branches concatenated along channels (GoogLeNet, Inception-v3/v4, their reductions).
 
     ``out`` (the sum of the branches' widths; a bare pool branch passes the input's width) and
@@ -224,8 +224,6 @@ class InceptionBlock(_Block):
     @classmethod
     def _canonical(cls, values: Any) -> Any:
         """Drop ``out`` and ``stride`` when they equal what the branches give (checked in _rules otherwise)."""
-        if isinstance(values, dict):
-            values = _canonical_se(values)
         if not isinstance(values, dict) or (values.get("out") is None and values.get("stride") is None):
             return values
         try:

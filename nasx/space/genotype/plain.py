@@ -16,9 +16,9 @@ from nasx.space.genotype.base import (
     Width,
     Window,
     _Block,
-    _canonical_se,
     _pair,
     _same_padding,
+    _SqueezeExcite,
     _window,
     _Windowed,
 )
@@ -26,7 +26,7 @@ from nasx.space.ops import Act, Kind, Norm, PoolOp, SeRule, Shortcut, Variant
 from nasx.types import Probability
 
 
-class ConvBlock(_Block, _Windowed):
+class ConvBlock(_Block, _Windowed, _SqueezeExcite):
     """A plain convolution with optional normalisation and activation (LeNet, AlexNet, VGG).
 
     ``se`` > 0 adds squeeze-and-excitation after the activation, with ``se_hidden(out, se, se_rule)``
@@ -45,11 +45,6 @@ class ConvBlock(_Block, _Windowed):
     act: Act = Act.RELU
     se: Probability = 0.0
     se_rule: SeRule = SeRule.ROUND8
-
-    @model_validator(mode="before")
-    @classmethod
-    def _canonical(cls, values: Any) -> Any:
-        return _canonical_se(values) if isinstance(values, dict) else values
 
     @model_validator(mode="after")
     def _rules(self) -> ConvBlock:
@@ -121,7 +116,7 @@ class MlpConvBlock(_Block, _Windowed):
         return _window(shape, self.out or 0, self.kernel, self.stride, self.pad)
 
 
-class ResidualBlock(_Block):
+class ResidualBlock(_Block, _SqueezeExcite):
     """Residual block: basic (two kxk convs) or bottleneck (1x1, grouped kxk, 1x1).
 
     The inner width is ``floor(out * width / expansion)``; ``expansion`` defaults to 1 for
@@ -154,8 +149,6 @@ class ResidualBlock(_Block):
     @model_validator(mode="before")
     @classmethod
     def _canonical(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            values = _canonical_se(values)
         if isinstance(values, dict) and values.get("expansion") is not None:
             values = dict(values)
             default = 4 if str(values.get("variant", Variant.BASIC)) == Variant.BOTTLENECK else 1
