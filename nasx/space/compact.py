@@ -15,6 +15,9 @@ one section per stage, and an optional ``head(...)``. A repeated stage is
 string is as short as the network is unusual. Name and reference are not part of the
 architecture and are not written. A value that is not a plain word or number (a micro cell's
 own one-line form, see :func:`cell_to_string`) is double-quoted.
+
+This module imports the genotype, never the reverse: importing it installs the writer and reader
+that ``Network.to_string`` and ``Network.from_string`` call (:mod:`nasx.space` imports it).
 """
 
 from __future__ import annotations
@@ -216,12 +219,11 @@ def network_from_string(text: str) -> Network:
     return Network.from_dict(_Parser(text).network(), source="network string")
 
 
-# ---- the one Network reads and writes -------------------------------------------------------
+# ---- Network.to_string and Network.from_string ------------------------------------------------
 #
-# This module imports the genotype, never the reverse: ``Network.to_string`` and
-# ``Network.from_string`` call what is installed here (nasx.space imports this module, so it always is).
-# A micro cell's own one-line form is part of the genotype language (a YAML file may use it), so it
-# lives with the cell: :func:`nasx.space.genotype.cell.cell_to_string`.
+# Installed here, so that the genotype does not import this module. A micro cell's own one-line
+# form is part of the genotype language (a YAML file may use it), so it lives with the cell
+# (nasx.space.genotype.cell) and is re-exported here.
 
 install_string_form(network_to_string, network_from_string)
 

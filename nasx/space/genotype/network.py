@@ -1,7 +1,8 @@
 """The whole network: the :data:`Block` union of every kind, input, stages, head, and :class:`Network`.
 
-Also the canonical plain dict (:func:`minimal_dict`), the genotype's reading of pydantic's
-errors, and :func:`load_network`.
+Also the canonical plain dict (:func:`minimal_dict`), how the genotype words pydantic's errors
+(:data:`WORDING`), the hook through which :mod:`nasx.space.compact` gives ``Network`` its string
+form, and :func:`load_network`.
 """
 
 from __future__ import annotations
