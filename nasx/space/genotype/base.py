@@ -1,6 +1,8 @@
 """The genotype's base: limits, constrained field types, :class:`Shape` and window arithmetic, the block interface.
 
-Every other module of the package builds on this one; it knows no block kind.
+Also what several kinds share: a kxk window with its padding (:class:`_Windowed`), and
+squeeze-and-excitation (:class:`_SqueezeExcite`, :func:`se_hidden`). Every other module of the
+package builds on this one; it knows no block kind.
 """
 
 from __future__ import annotations
