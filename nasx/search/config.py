@@ -13,10 +13,9 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
+from nasx.types import PositiveInt
 from nasx.yamlfiles import YamlProblem, load_mapping
 from nasx.yamlfiles import parse as parse_yaml
-
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
 
 class StudyError(NasxError):
@@ -137,7 +136,9 @@ class ExecutorConfig(Frozen):
     @model_validator(mode="after")
     def _local_workers(self) -> ExecutorConfig:
         if self.workers > 1 and self.kind != "local":
-            raise ValueError(f"workers: only the local executor starts worker processes (Ray: max_concurrent), got {self.workers}")
+            raise ValueError(
+                f"workers: only the local executor starts worker processes (Ray: max_concurrent), got {self.workers}"
+            )
         return self
 
 

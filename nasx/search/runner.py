@@ -134,9 +134,8 @@ def run_search(
                     children = start_workers(cfg, root, dry_run_s, space if space_given else None)
                     threads = torch_threads(worker_threads(cfg.executor.workers) if children else None)
                     try:
-                        run_local(
-                            ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch
-                        )
+                        budget = cfg.budget
+                        run_local(ctx, trials=budget.trials, wall_time=budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
                     finally:
                         torch_threads(threads)
                 elif kind == "ray":

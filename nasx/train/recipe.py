@@ -11,16 +11,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from nasx.errors import NasxError, validation_problems
 from nasx.space.genotype import Network
 from nasx.space.scale import scaled
+from nasx.types import Fraction, Frozen, PositiveInt, Probability
 from nasx.yamlfiles import load_mapping
-
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
-Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class RecipeError(NasxError):
@@ -38,12 +35,6 @@ class Schedule(StrEnum):
     COSINE = "cosine"
     ONECYCLE = "onecycle"
     CONSTANT = "constant"
-
-
-class Frozen(BaseModel):
-    """Base of nasx's config models: immutable, unknown keys rejected, no inf/nan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Augmentation(Frozen):
