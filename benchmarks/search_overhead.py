@@ -8,8 +8,9 @@ one), and each segment's wall seconds per trial, minus the sleep, is printed: fl
 the loop does not slow down as the study grows. The sampler's own time (Optuna's ``sample_*``,
 ``infer_relative_search_space`` and ``before/after_trial`` calls, timed around the sampler's methods)
 is printed beside it, and nasx's loop is the rest: TPE's time grows with the study by design (each
-ask fits its Parzen estimators to every trial, per parameter group), the loop's should not. Ray runs ``--ray-trials`` more trials, one at a
-time, on a study of its own, and what it adds per trial over local at the same study size is printed.
+ask fits its Parzen estimators to every trial, per parameter group), the loop's should not. Ray runs
+``--ray-trials`` more trials, one at a time, on a study of its own, and what it adds per trial over
+local at the same study size is printed.
 
     python benchmarks/search_overhead.py [--checkpoints 100 500 1000] [--ray-trials 100] [--sleep 0]
 """
@@ -19,7 +20,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -30,23 +33,25 @@ SAMPLER_SECONDS = [0.0]
 _TIMED = ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial", "after_trial")
 
 
+def _timed(f: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            SAMPLER_SECONDS[0] += time.perf_counter() - t0
+
+    return timed
+
+
 def time_samplers() -> None:
     """Count the wall seconds spent inside every sampler kind's methods into ``SAMPLER_SECONDS``."""
     classes = {optuna.samplers.RandomSampler, optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler}
     classes |= {c for c in vars(nasx_samplers).values() if isinstance(c, type) and issubclass(c, optuna.samplers.BaseSampler)}
     for cls in classes:
         for name in _TIMED:
-            if name not in vars(cls):
-                continue
-
-            def timed(*a: object, _f=vars(cls)[name], **k: object) -> object:  # noqa: ANN401
-                t0 = time.perf_counter()
-                try:
-                    return _f(*a, **k)
-                finally:
-                    SAMPLER_SECONDS[0] += time.perf_counter() - t0
-
-            setattr(cls, name, timed)
+            if name in vars(cls):
+                setattr(cls, name, _timed(vars(cls)[name]))
 
 
 def config(kind: str, name: str, trials: int, space: str, sampler: str) -> StudyConfig:
@@ -114,6 +119,7 @@ def main() -> None:
             ray.shutdown()
             print(f"ray, 1 at a time, {n} trials: {ray_per:.3f} s/trial overhead; local at the same size {local_per:.3f}")
             print(f"Ray adds {ray_per - local_per:+.3f} s per trial over local")
+
 
 if __name__ == "__main__":
     main()

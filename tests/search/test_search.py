@@ -14,8 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from pydantic import ValidationError
 from helpers import ROOT, TinySpace, tiny_config, trained_per_digest, workers
+from pydantic import ValidationError
 
 from nasx.search import StudyConfig, StudyError, run_search, status
 from nasx.search import record as rec
