@@ -148,15 +148,19 @@ def finish(
     values: tuple[float, ...] | None,
     reason: str | None,
     violations: dict[str, float] | None = None,
+    also: Callable[[], None] | None = None,
 ) -> Outcome:
     """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL).
 
     An infeasible draw is told PRUNED with its ``violations`` as Optuna constraints (positive: by how
     much, relative to the limit, it breaks each), so that samplers that read constraints (TPE, NSGA-II)
     learn where the feasible region is; it has no objective values and never reaches a front.
+    ``also``: more attribute writes of the trial, made in the same journal append as the state.
     """
     state = Status(state)
     with batched(study):
+        if also is not None:
+            also()
         rec.write_status(trial, state, reason)
         if state == Status.INFEASIBLE:
             for key, value in (violations or {"valid": 1.0}).items():
@@ -215,10 +219,12 @@ def train_and_record(
         rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    with batched(ctx.study):  # one journal append for these
+    wall_s = time.perf_counter() - t0
+
+    def run_record() -> None:  # written in the same journal append as the final state
         rec.write_run(
             trial,
-            time.perf_counter() - t0,
+            wall_s,
             device_used[0],
             **held(device_used[0], ctx),
             device_name=getattr(result, "device_name", None),
@@ -226,9 +232,11 @@ def train_and_record(
         )
         if result.state == Status.STOPPED.value:
             rec.write_stopped_at(trial, result.epochs)
+
     if result.state == Status.STOPPED.value:
-        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
-    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs, *objective_values(ctx, trial)), None)
+        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}", also=run_record)
+    values = (result.val_acc, *costs, *objective_values(ctx, trial))
+    return finish(ctx.study, trial, Status.COMPLETE, values, None, also=run_record)
 
 
 @dataclass(frozen=True)
