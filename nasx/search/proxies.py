@@ -73,8 +73,9 @@ def record_scores(ctx: Context, trial: optuna.Trial, net: Network) -> dict[str, 
     done = proxy_values(trial.user_attrs)
     if done:
         return done
-    if ctx.splits is None:  # a dry run (executor benchmarks): no data, nothing to score
-        values: dict[str, float | None] = {name: None for name in p.compute}
+    if ctx.splits is None:  # a dry run (executor benchmarks): no data; a benchmark's evaluator may score instead
+        score = ctx.evaluator.proxies if ctx.evaluator is not None else None
+        values: dict[str, float | None] = {name: None for name in p.compute} if score is None else dict(score(net, p.compute))
         set_proxy_attrs(trial, values, {})
         return values
     from nasx.train.proxies import score_network

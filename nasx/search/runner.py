@@ -20,7 +20,7 @@ from nasx.search.config import StudyConfig, StudyError
 from nasx.search.queries import Progress, progress, trial_rows
 from nasx.search.rungs import RungDecider
 from nasx.search.study import open_study, recover_stale
-from nasx.search.trial import Context, Outcome, replay_rungs
+from nasx.search.trial import Context, Evaluator, Outcome, replay_rungs
 from nasx.search.workers import Heartbeats, Worker, rdb_storage, study_dir
 
 
@@ -60,12 +60,14 @@ def run_search(
     on_start: Callable[[Context, list[int]], None] | None = None,
     space: Any | None = None,
     dry_run_s: float | None = None,
+    evaluator: Evaluator | None = None,
 ) -> SearchSummary:
     """Run ``cfg`` (resuming it if its folder has one), ``trials`` overriding the budget's trial count.
 
     ``space``: a design-space object to use instead of loading ``cfg.space`` (anything with
     ``sample(trial) -> Network``). ``dry_run_s``: trials sleep that long instead of training (the
-    executor benchmark); data is not loaded.
+    executor benchmark); data is not loaded. ``evaluator`` (benchmarks and tests, local executor only): a dry
+    run (``dry_run_s`` 0 unless given) whose candidates are scored by it (:class:`nasx.search.trial.Evaluator`).
     """
     from nasx import data as datasets
     from nasx.errors import NasxError
@@ -75,6 +77,12 @@ def run_search(
     kind = executor or cfg.executor.kind
     if kind not in ("local", "ray"):
         raise StudyError(f"executor: must be local or ray, got {kind!r}")
+    if evaluator is not None:
+        if kind != "local":
+            raise StudyError(f"evaluator: the local executor only (its functions are not sent to Ray), got {kind!r}")
+        if cfg.executor.workers > 1:
+            raise StudyError(f"evaluator: one local worker only (not sent to worker processes), got workers {cfg.executor.workers}")
+        dry_run_s = 0.0 if dry_run_s is None else dry_run_s
     where = f"{cfg.source_file}: " if cfg.source_file else ""
     # everything that can be refused is checked before the study folder or its identity is written:
     # a first start that fails must leave nothing that a fixed config would then be compared against
@@ -123,6 +131,7 @@ def run_search(
             decider = RungDecider(cfg.early_stopping.grace, cfg.early_stopping.reduction, cfg.epochs)
         with Heartbeats(study) as beats:
             ctx = Context(cfg, study, space, splits, recipe, decider, cfg.device, worker, dry_run_s, beats=beats)  # type: ignore[arg-type]
+            ctx.evaluator = evaluator
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)

@@ -9,7 +9,7 @@ trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nas
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -33,6 +33,21 @@ from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Fidelity, Recipe
 
 
+@dataclass(frozen=True)
+class Evaluator:
+    """Benchmarks and tests only (``run_search(evaluator=...)``): a trial is scored instead of trained.
+
+    ``accuracy(net)`` is told as the candidate's accuracy (a dry run's curve ends at it); ``proxies(net,
+    names)``, when given, are the scores the study's ``proxies:`` section records and its pre-filter ranks
+    by (without it a dry run records them as undefined). Both receive the genotype itself, not a
+    fidelity's scaled proxy; everything else (sampling, constraints, de-duplication, the pre-filter,
+    the journal) runs as in a real search. Local executor only: the callables are not sent to Ray.
+    """
+
+    accuracy: Callable[[Network], float]
+    proxies: Callable[[Network, Sequence[str]], Mapping[str, float | None]] | None = None
+
+
 @dataclass
 class Context:
     """What every trial of one search run shares."""
@@ -49,18 +64,22 @@ class Context:
     queued: list[Any] = field(default_factory=list)  # steps a proxy pre-filter settled, handed out first
     proxy_batches: list[Any] | None = None  # the proxies' minibatches of the training split, made once
     beats: Heartbeats | None = None  # RDB storage: the worker's heartbeat for the trials it holds
+    evaluator: Evaluator | None = None  # benchmarks and tests: scores instead of training (implies a dry run)
 
 
 #: How often a worker looks again at a trial it waits for (a twin in training, other workers' last trials).
 POLL_S = 0.5
 
 
-def dry_train(net: Network, epochs: int, seconds: float, callback: Callable[[Any], bool | None]) -> Any:
+def dry_train(
+    net: Network, epochs: int, seconds: float, callback: Callable[[Any], bool | None], accuracy: float | None = None
+) -> Any:
     """Stand-in for training (executor benchmarks): sleeps ``seconds`` over ``epochs`` and reports a made-up
-    accuracy that depends only on the genotype, so the executors' own overhead can be measured."""
+    accuracy that depends only on the genotype, so the executors' own overhead can be measured; with
+    ``accuracy`` (an :class:`Evaluator`'s), the curve rises to that value instead."""
     from nasx.train.loop import EpochMetrics, TrainResult
 
-    base = int(net.digest[:6], 16) / 0xFFFFFF
+    base = int(net.digest[:6], 16) / 0xFFFFFF if accuracy is None else accuracy
     metrics = []
     state = Status.COMPLETE.value
     for e in range(1, epochs + 1):
@@ -208,7 +227,8 @@ def train_and_record(
     try:
         record_scores(ctx, trial, net)  # before training, from the same initial weights; no-op without proxies
         if ctx.dry_run_s is not None:
-            result = dry_train(net, ctx.cfg.epochs, ctx.dry_run_s, callback)
+            score = None if ctx.evaluator is None else float(ctx.evaluator.accuracy(net))
+            result = dry_train(net, ctx.cfg.epochs, ctx.dry_run_s, callback, score)
         else:
             result = train(net, ctx.splits, ctx.recipe, ctx.cfg.fidelity, seed=ctx.cfg.seed, device=ctx.device, callback=callback)
         device_used[0] = result.device
