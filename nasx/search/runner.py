@@ -81,7 +81,9 @@ def run_search(
         if kind != "local":
             raise StudyError(f"evaluator: the local executor only (its functions are not sent to Ray), got {kind!r}")
         if cfg.executor.workers > 1:
-            raise StudyError(f"evaluator: one local worker only (not sent to worker processes), got workers {cfg.executor.workers}")
+            raise StudyError(
+                f"evaluator: one local worker only (not sent to worker processes), got workers {cfg.executor.workers}"
+            )
         dry_run_s = 0.0 if dry_run_s is None else dry_run_s
     where = f"{cfg.source_file}: " if cfg.source_file else ""
     # everything that can be refused is checked before the study folder or its identity is written:
