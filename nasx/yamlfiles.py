@@ -218,21 +218,23 @@ def parse_mapping(text: str, error: Callable[[YamlProblem], BaseException], mapp
     return data
 
 
-def load_mapping(
-    path: str | Path, what: str, error: Callable[[str], BaseException], mapping: str | None = None
-) -> dict[str, Any]:
-    """The mapping the YAML file ``path`` (a ``what``, e.g. "study config") holds, read by :func:`read_text` and
-    :func:`parse`; every problem is raised as ``error("PATH: PROBLEM")``, a document that is not a mapping as
-    ``error("PATH: MAPPING, got list")`` (``mapping``, default ``"a WHAT is a mapping"``)."""
-
-    def located(problem: YamlProblem) -> BaseException:
-        return error(f"{path}: {problem}")
-
+def read_mapping(path: str | Path, what: str, error: Callable[[YamlProblem], BaseException], mapping: str) -> dict[str, Any]:
+    """The mapping the YAML file ``path`` (a ``what``, e.g. "genotype file") holds, read by :func:`read_text` and
+    :func:`parse_mapping`; every problem is raised as ``error(problem)`` (readers with structured errors)."""
     try:
         text = read_text(path, what)
     except YamlProblem as exc:
-        raise located(exc) from None
-    return parse_mapping(text, located, mapping or f"a {what} is a mapping")
+        raise error(exc) from None
+    return parse_mapping(text, error, mapping)
+
+
+def load_mapping(
+    path: str | Path, what: str, error: Callable[[str], BaseException], mapping: str | None = None
+) -> dict[str, Any]:
+    """:func:`read_mapping` for readers whose errors are one line: every problem is raised as
+    ``error("PATH: PROBLEM")``, a document that is not a mapping as ``error("PATH: MAPPING, got list")``
+    (``mapping``, default ``"a WHAT is a mapping"``)."""
+    return read_mapping(path, what, lambda problem: error(f"{path}: {problem}"), mapping or f"a {what} is a mapping")
 
 
 # ---- writing: atomic, durable ----------------------------------------------------------------------

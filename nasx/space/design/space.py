@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import random as _random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,7 @@ from nasx.space.design.sample import _Draw, _FixedParams, _SeededTrial
 from nasx.space.design.template import _IDENT, _check_fields, _count, _Node, _params, _Parser, _shared_refs, _Walk
 from nasx.space.genotype import Network
 from nasx.types import Frozen
-from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
-from nasx.yamlfiles import parse as parse_yaml
+from nasx.yamlfiles import YamlProblem, nesting_problem, parse_mapping, read_mapping
 
 _HERE = Path(__file__).resolve().parents[2]
 
@@ -98,11 +98,7 @@ class DesignSpace:
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> DesignSpace:
         """Parse and validate a design-space file's text (see :mod:`nasx.yamlfiles` for what is refused)."""
-        try:
-            data = parse_yaml(text)
-        except YamlProblem as exc:
-            raise SpaceError([(exc.where, exc.message)], source) from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_mapping(text, _yaml_error(source), SPACE_MAPPING), source)
 
     # ---- sampling -------------------------------------------------------------------------
 
@@ -217,8 +213,12 @@ def load_space(name_or_path: str) -> DesignSpace:
             close = difflib.get_close_matches(name_or_path, space_names(), n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(space_names())}"
             raise SpaceError([("", f"unknown design space {name_or_path!r}; {hint}")])
-    try:
-        text = read_text(p, "design-space file")
-    except YamlProblem as exc:
-        raise SpaceError([(exc.where, exc.message)], str(p)) from None
-    return DesignSpace.from_yaml(text, source=str(p))
+    return DesignSpace.from_dict(read_mapping(p, "design-space file", _yaml_error(str(p)), SPACE_MAPPING), str(p))
+
+
+SPACE_MAPPING = "a design space is a mapping"
+
+
+def _yaml_error(source: str | None) -> Callable[[YamlProblem], SpaceError]:
+    """How a design-space reader reports a YAML problem: one located problem of the file ``source``."""
+    return lambda exc: SpaceError([(exc.where, exc.message)], source)

@@ -35,8 +35,7 @@ from nasx.space.genotype.inception import _STEP_TAGS
 from nasx.space.genotype.plain import PoolBlock
 from nasx.space.ops import Act, Classifier, Kind, PoolOp
 from nasx.types import Probability
-from nasx.yamlfiles import YamlProblem, nesting_problem, read_text
-from nasx.yamlfiles import parse as parse_yaml
+from nasx.yamlfiles import YamlProblem, nesting_problem, parse_mapping, read_mapping
 
 #: Every block kind, told apart by its ``kind`` tag. A new kind is its :class:`~nasx.space.ops.Kind` value,
 #: its class here and its builder in :mod:`nasx.models.blocks`.
@@ -261,13 +260,7 @@ class Network(_Frozen):
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> Network:
         """Parse and validate a genotype's YAML text (see :mod:`nasx.yamlfiles` for what is refused)."""
-        try:
-            data = parse_yaml(text)
-        except YamlProblem as exc:
-            raise GenotypeError([(exc.where, exc.message)], source) from None
-        if not isinstance(data, dict):
-            raise GenotypeError([("", f"a genotype must be a mapping, got {type(data).__name__}")], source)
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_mapping(text, _yaml_error(source), GENOTYPE_MAPPING), source)
 
     @classmethod
     def from_string(cls, text: str) -> Network:
@@ -356,8 +349,12 @@ def load_network(path: str) -> Network:
     from pathlib import Path
 
     p = Path(path)
-    try:
-        text = read_text(p, "genotype file")
-    except YamlProblem as exc:
-        raise GenotypeError([(exc.where, exc.message)], str(p)) from None
-    return Network.from_yaml(text, source=str(p))
+    return Network.from_dict(read_mapping(p, "genotype file", _yaml_error(str(p)), GENOTYPE_MAPPING), source=str(p))
+
+
+GENOTYPE_MAPPING = "a genotype must be a mapping"
+
+
+def _yaml_error(source: str | None) -> Callable[[YamlProblem], GenotypeError]:
+    """How a genotype reader reports a YAML problem: one located problem of the file ``source``."""
+    return lambda exc: GenotypeError([(exc.where, exc.message)], source)
