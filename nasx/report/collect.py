@@ -135,12 +135,13 @@ def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[s
             if cfg.early_stopping.kind != "none"
             else ""
         ),
-        "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule",
+        "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule"
+        + (", residual branches start at zero" if recipe.zero_init_residual else ""),
         "budget": budget,
         "data": f"{data.source}"
         + (f" (sha256 {sha[:12]})" if sha else "")
         + f", validation {data.val_size:g} held out of the training set (split seed {data.split_seed}); test set not used",
-        "executor": cfg.executor.kind,
+        "executor": cfg.executor.kind + (f", {cfg.executor.workers} worker processes" if cfg.executor.workers > 1 else ""),
         "baselines": ", ".join(cfg.baselines) or "none",
         "code": ", ".join(f"{k} {v}" for k, v in code.items()) or "not recorded",
     }
