@@ -22,7 +22,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from loader_only import NaiveCifar  # the same hand-written dataset as the loader benchmark
+from torch.utils.data import DataLoader
 
 from nasx import data as datasets
 from nasx import zoo
@@ -31,27 +32,10 @@ from nasx.models import build_network
 from nasx.train import Fidelity, Recipe, train
 from nasx.train.loop import default_device, resolve_precision
 
-MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
-STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 
-
-class UsualCifar(Dataset):
-    """What a user writes without torchvision: per-sample pad + random crop + flip + normalise."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = np.pad(self.images[i], ((4, 4), (4, 4), (0, 0)))
-        y0, x0 = np.random.randint(0, 9, 2)
-        img = img[y0 : y0 + 32, x0 : x0 + 32]
-        if np.random.rand() < 0.5:
-            img = img[:, ::-1]
-        x = (img.astype(np.float32) / 255.0 - MEAN) / STD
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), int(self.labels[i])
+def UsualCifar(images: np.ndarray, labels: np.ndarray) -> NaiveCifar:  # noqa: N802
+    """What a user writes without torchvision: per-sample pad + random crop + flip + normalise (no cutout)."""
+    return NaiveCifar(images, labels, cutout=0)
 
 
 def usual(net_name: str, train_set: ImageSet, recipe: Recipe, steps: int, warmup: int, device: torch.device) -> float:

@@ -1,3 +1,4 @@
 from nasx.cli import main
 
-main()
+if __name__ == "__main__":  # a guard: worker processes (executor.workers) import this module again
+    main()

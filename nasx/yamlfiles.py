@@ -1,16 +1,28 @@
-"""Reading the YAML files users write (genotypes, design spaces, study configs, recipes).
+"""The files of nasx: the one safe reader of the YAML files users write, and the one atomic write.
 
-Only ``yaml.safe_load`` builds values (no python tags, no arbitrary objects), and every way a
-file can be bad ends in one :class:`YamlProblem` naming the place: a file that cannot be read
-or is not UTF-8 text, a syntax error (its line and column), a key given twice in one mapping
-(which YAML would otherwise resolve silently, the last one winning), nesting deep enough to
-exhaust Python's recursion, or aliases that multiply a short file into billions of values
-("billion laughs"). Callers turn the problem into their own :class:`nasx.errors.NasxError`.
-Imports only yaml, so every layer can use it.
+**Reading** (genotypes, design spaces, study configs, recipes, run configs). Only
+``yaml.safe_load`` builds values (no python tags, no arbitrary objects), and every way a file can
+be bad ends in one :class:`YamlProblem` naming the place: a file that cannot be read or is not
+UTF-8 text, a syntax error (its line and column), a key given twice in one mapping (which YAML
+would otherwise resolve silently, the last one winning), nesting deep enough to exhaust Python's
+recursion, or aliases that multiply a short file into billions of values ("billion laughs").
+:func:`load_mapping` (a file) and :func:`parse_mapping` (a text) are what readers call: they also
+refuse a document that is not a mapping, and raise each problem as the caller's own
+:class:`nasx.errors.NasxError`, so no reader re-wraps YAML errors by hand.
+
+**Writing.** :func:`atomic_write` writes a file through a temporary file in the same folder, fsyncs
+it, renames it into place and fsyncs the folder: a reader (or a crash, or a power cut) sees the old
+file or the new one, never half of one. Checkpoints, run folders, exports, reports, the journal's
+repair and the data cache all write through it.
+
+Imports only yaml and the standard library, so every layer can use it.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,4 +203,87 @@ def nesting_problem(data: Any, limit: int = MAX_NESTING, most: int = MAX_VALUES)
     return None
 
 
-__all__ = ["MAX_BYTES", "MAX_NESTING", "MAX_VALUES", "YamlProblem", "nesting_problem", "parse", "read_text"]
+# ---- readers: a mapping, each problem raised as the caller's error ---------------------------------
+
+
+def parse_mapping(text: str, error: Callable[[YamlProblem], BaseException], mapping: str) -> dict[str, Any]:
+    """The mapping a YAML ``text`` holds; every problem (:func:`parse`'s, or ``mapping, got list`` for a document
+    that is not a mapping, e.g. ``mapping="a genotype must be a mapping"``) is raised as ``error(problem)``."""
+    try:
+        data = parse(text)
+        if not isinstance(data, dict):
+            raise YamlProblem("", f"{mapping}, got {type(data).__name__}")
+    except YamlProblem as exc:
+        raise error(exc) from None
+    return data
+
+
+def read_mapping(path: str | Path, what: str, error: Callable[[YamlProblem], BaseException], mapping: str) -> dict[str, Any]:
+    """The mapping the YAML file ``path`` (a ``what``, e.g. "genotype file") holds, read by :func:`read_text` and
+    :func:`parse_mapping`; every problem is raised as ``error(problem)`` (readers with structured errors)."""
+    try:
+        text = read_text(path, what)
+    except YamlProblem as exc:
+        raise error(exc) from None
+    return parse_mapping(text, error, mapping)
+
+
+def load_mapping(
+    path: str | Path, what: str, error: Callable[[str], BaseException], mapping: str | None = None
+) -> dict[str, Any]:
+    """:func:`read_mapping` for readers whose errors are one line: every problem is raised as
+    ``error("PATH: PROBLEM")``, a document that is not a mapping as ``error("PATH: MAPPING, got list")``
+    (``mapping``, default ``"a WHAT is a mapping"``)."""
+    return read_mapping(path, what, lambda problem: error(f"{path}: {problem}"), mapping or f"a {what} is a mapping")
+
+
+# ---- writing: atomic, durable ----------------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file inside ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` all at once: ``write(tmp)`` fills a temporary file in the same folder, which is then
+    fsynced, renamed over ``path`` and made durable by an fsync of the folder. Never half a file: if
+    ``write`` raises (or the process dies), ``path`` is as it was and the temporary file is removed.
+
+    The temporary name (``.NAME.PID.RANDOM.tmp``) is unique to the call, so two writers of one path do
+    not mix their bytes; the last rename wins.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_NESTING",
+    "MAX_VALUES",
+    "YamlProblem",
+    "atomic_write",
+    "fsync_dir",
+    "load_mapping",
+    "nesting_problem",
+    "parse",
+    "parse_mapping",
+    "read_text",
+]

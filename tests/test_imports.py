@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_python
+from helpers import run_python
 
 _CODE = """
 import json, sys

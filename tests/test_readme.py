@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from helpers import ROOT, cached_complexity
 
 from nasx import zoo
 from nasx.models.complexity import complexity
 from nasx.space import Network
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_commands() -> list[str]:
@@ -42,4 +41,4 @@ def test_readme_example_figures_are_measured() -> None:
     for name in zoo.names():
         row = next((line for line in text.splitlines() if line.startswith(f"│ {name} ")), None)
         assert row is not None, f"README zoo table lacks {name}"
-        assert f"{zoo.golden()[name]['params']:,}" in row
+        assert f"{cached_complexity(zoo.get(name)).params:,}" in row

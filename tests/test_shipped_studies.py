@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data import write_batches
+from helpers import ROOT, write_batches
 
 from nasx import zoo
 from nasx.models.complexity import complexity
 from nasx.search.config import StudyConfig
 from nasx.space.genotype import Network
 
-ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
 
 
@@ -35,16 +34,18 @@ def nasx(*argv: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedPro
 
 def micro(cfg: StudyConfig, data: Path) -> list[str]:
     """``--set`` options that run ``cfg`` at micro scale and change nothing else of it."""
-    recipe = cfg.recipe if isinstance(cfg.recipe, str) else "search"
     sets = [
         f"data.source={data}",
         "data.val_size=16",
         "fidelity.epochs=1",
         f"budget.trials={min(cfg.budget.trials, 2)}",  # a baselines-only study (the classics) keeps 0
         "budget.wall_time=null",
-        f"recipe={{preset: {recipe}, batch_size: 16, eval_batch_size: 64}}",
         "device=cpu",
     ]
+    if isinstance(cfg.recipe, str):
+        sets.append(f"recipe={{preset: {cfg.recipe}, batch_size: 16, eval_batch_size: 64}}")
+    else:  # a preset with changes (the quickstart's): keep the changes, shrink the batches
+        sets += ["recipe.batch_size=16", "recipe.eval_batch_size=64"]
     if cfg.executor.kind == "ray":
         sets += ["executor.gpus_per_trial=null", "executor.cpus_per_trial=1"]
     return [x for s in sets for x in ("--set", s)]

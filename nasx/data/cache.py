@@ -30,6 +30,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nasx.data.types import DataError, Dataset, ImageSet
+from nasx.yamlfiles import atomic_write, fsync_dir
 
 #: Bumped when the decoded content of an entry changes meaning; older entries are rebuilt.
 CACHE_FORMAT = 1
@@ -79,20 +80,6 @@ def folder_digest(root: Path) -> str:
     for rel, size, mtime in sorted(entries):
         h.update(f"{rel}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -182,11 +169,13 @@ class _Stale(Exception):
 
 
 def _write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Create ``path`` with what ``write`` writes into it, flushed to disk before returning."""
-    with path.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    """Create ``path`` with what ``write`` writes into its open file, through :func:`nasx.yamlfiles.atomic_write`."""
+
+    def fill(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            write(f)
+
+    atomic_write(path, fill)
 
 
 def _replace_folder(tmp: Path, final: Path) -> None:

@@ -12,7 +12,6 @@ import lzma
 import os
 import pickle
 import tarfile
-import tempfile
 import types
 import urllib.error
 import urllib.parse
@@ -26,8 +25,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from nasx.data.cache import ArrayCache, cache_root, file_digest, folder_digest, fsync_dir
+from nasx.data.cache import ArrayCache, cache_root, file_digest, folder_digest
 from nasx.data.types import DamagedData, DataError, Dataset, ImageSet
+from nasx.yamlfiles import atomic_write
 
 #: The official archive (python pickle batches) and its published md5.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -446,19 +446,14 @@ def download(
     if scheme not in ("http", "https"):
         raise DataError(f"download: url must be http:// or https://, got {url!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def fetch_checked(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             got = _fetch(url, out, timeout=timeout, progress=progress)
-            out.flush()
-            os.fsync(out.fileno())
         if got != md5.lower():
             raise DamagedData(f"download: md5 of {url} is {got}, expected {md5.lower()}; the file was not kept")
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, fetch_checked)
     return target
 
 

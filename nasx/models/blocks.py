@@ -1,4 +1,9 @@
-"""One builder per block kind, registered by kind: ``build_block(block, in_channels)``."""
+"""One builder per block kind, registered by kind: ``build_block(block, in_channels)``.
+
+A block kind is its :class:`~nasx.space.ops.Kind` value, its genotype class in the
+:data:`nasx.space.genotype.Block` union and its builder here (``@register(Kind.X)``); nothing else
+names it (the tests check that every kind has a builder).
+"""
 
 from __future__ import annotations
 
@@ -26,24 +31,8 @@ from nasx.models.layers import (
     sep_conv,
     separable_conv,
 )
-from nasx.space.genotype import (
-    CellBlock,
-    ConvBlock,
-    ConvStep,
-    DenseBlock,
-    FireBlock,
-    FractalBlock,
-    InceptionBlock,
-    InceptionResidualBlock,
-    MBConvBlock,
-    MlpConvBlock,
-    PoolBlock,
-    PoolStep,
-    ResidualBlock,
-    SeparableBlock,
-    TransitionBlock,
-    se_hidden,
-)
+from nasx.space import genotype
+from nasx.space.genotype import se_hidden
 from nasx.space.ops import Act, CellOp, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
 
 Builder = Callable[[Any, int], nn.Module]
@@ -77,7 +66,7 @@ def _se(channels: int, b: Any) -> nn.Module:
 
 
 @register(Kind.CONV)
-def _conv(b: ConvBlock, cin: int) -> nn.Module:
+def _conv(b: genotype.ConvBlock, cin: int) -> nn.Module:
     conv = conv_norm_act(
         cin, b.out, b.kernel, b.stride, b.pad, dilation=b.dilation, groups=b.groups, bias=b.bias, norm=b.norm, act=b.act
     )
@@ -87,13 +76,13 @@ def _conv(b: ConvBlock, cin: int) -> nn.Module:
 
 
 @register(Kind.POOL)
-def _pool(b: PoolBlock, cin: int) -> nn.Module:
+def _pool(b: genotype.PoolBlock, cin: int) -> nn.Module:
     layer = pool2d(b.op, b.kernel, b.step, b.padding, b.ceil_mode)
     return nn.Sequential(layer, nn.Dropout(b.dropout)) if b.dropout else layer
 
 
 @register(Kind.MLPCONV)
-def _mlpconv(b: MlpConvBlock, cin: int) -> nn.Module:
+def _mlpconv(b: genotype.MlpConvBlock, cin: int) -> nn.Module:
     widths = [*b.hidden, b.out]
     common = {"bias": b.bias, "norm": b.norm, "act": b.act}
     layers = [conv_norm_act(cin, widths[0], b.kernel, b.stride, b.pad, **common)]
@@ -104,7 +93,7 @@ def _mlpconv(b: MlpConvBlock, cin: int) -> nn.Module:
 class Residual(nn.Module):
     """A residual unit: ``post(body(x) [* se] + shortcut(x))``, post- or pre-activation."""
 
-    def __init__(self, b: ResidualBlock, cin: int) -> None:
+    def __init__(self, b: genotype.ResidualBlock, cin: int) -> None:
         super().__init__()
         self.preact = b.preact
         out, mid, k = b.out, b.mid, b.kernel
@@ -145,7 +134,7 @@ class Residual(nn.Module):
 
 
 @register(Kind.RESIDUAL)
-def _residual(b: ResidualBlock, cin: int) -> nn.Module:
+def _residual(b: genotype.ResidualBlock, cin: int) -> nn.Module:
     return Residual(b, cin)
 
 
@@ -155,7 +144,7 @@ def _residual(b: ResidualBlock, cin: int) -> nn.Module:
 class Dense(nn.Module):
     """A dense block: every layer sees the concatenation of the block input and all earlier layers' outputs."""
 
-    def __init__(self, b: DenseBlock, cin: int) -> None:
+    def __init__(self, b: genotype.DenseBlock, cin: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(b.layers):
@@ -177,19 +166,19 @@ class Dense(nn.Module):
 
 
 @register(Kind.DENSE)
-def _dense(b: DenseBlock, cin: int) -> nn.Module:
+def _dense(b: genotype.DenseBlock, cin: int) -> nn.Module:
     return Dense(b, cin)
 
 
 @register(Kind.TRANSITION)
-def _transition(b: TransitionBlock, cin: int) -> nn.Module:
+def _transition(b: genotype.TransitionBlock, cin: int) -> nn.Module:
     return nn.Sequential(*norm_act(cin, b.act), nn.Conv2d(cin, b.width(cin), 1, bias=False), nn.AvgPool2d(2, 2))
 
 
 class Separable(nn.Module):
     """Xception block: ``[act] sep-conv BN`` x convs, [max pool], plus the (projected) input when residual."""
 
-    def __init__(self, b: SeparableBlock, cin: int) -> None:
+    def __init__(self, b: genotype.SeparableBlock, cin: int) -> None:
         super().__init__()
         body: list[nn.Module] = []
         c = cin
@@ -216,14 +205,14 @@ class Separable(nn.Module):
 
 
 @register(Kind.SEPARABLE)
-def _separable(b: SeparableBlock, cin: int) -> nn.Module:
+def _separable(b: genotype.SeparableBlock, cin: int) -> nn.Module:
     return Separable(b, cin)
 
 
 class Fire(nn.Module):
     """Fire module: ``cat(expand1x1(s), expand3x3(s))`` with ``s = squeeze(x)``."""
 
-    def __init__(self, b: FireBlock, cin: int) -> None:
+    def __init__(self, b: genotype.FireBlock, cin: int) -> None:
         super().__init__()
         s, e1, e3 = b.widths
         common = {"bias": True, "norm": Norm.NONE, "act": b.act}
@@ -237,7 +226,7 @@ class Fire(nn.Module):
 
 
 @register(Kind.FIRE)
-def _fire(b: FireBlock, cin: int) -> nn.Module:
+def _fire(b: genotype.FireBlock, cin: int) -> nn.Module:
     return Fire(b, cin)
 
 
@@ -245,7 +234,7 @@ class InvertedResidual(nn.Module):
     """MobileNetV2 block: [1x1 expand] -> depthwise kxk -> [SE] -> linear 1x1 projection, + input when shapes
     match (or + a 1x1 projection of it, ``project_shortcut``)."""
 
-    def __init__(self, b: MBConvBlock, cin: int) -> None:
+    def __init__(self, b: genotype.MBConvBlock, cin: int) -> None:
         super().__init__()
         mid = b.mid(cin)
         body: dict[str, nn.Module] = {}
@@ -267,7 +256,7 @@ class InvertedResidual(nn.Module):
 
 
 @register(Kind.MBCONV)
-def _mbconv(b: MBConvBlock, cin: int) -> nn.Module:
+def _mbconv(b: genotype.MBConvBlock, cin: int) -> nn.Module:
     return InvertedResidual(b, cin)
 
 
@@ -278,12 +267,12 @@ def _branch(steps: tuple[Any, ...], cin: int) -> tuple[nn.Sequential, int]:
     """One branch: its steps in sequence; returns the module and its output width."""
     layers: list[nn.Module] = []
     for step in steps:
-        if isinstance(step, ConvStep):
+        if isinstance(step, genotype.ConvStep):
             layers.append(
                 conv_norm_act(cin, step.out, step.kernel, step.stride, step.pad, bias=step.bias, norm=step.norm, act=step.act)
             )
             cin = step.out
-        elif isinstance(step, PoolStep):
+        elif isinstance(step, genotype.PoolStep):
             op = PoolOp.MAX if step.op == StepOp.MAX_POOL else PoolOp.AVG
             layers.append(pool2d(op, step.kernel, step.stride, step.pad))
         else:  # a fork
@@ -298,7 +287,7 @@ def _concat(branches: tuple[tuple[Any, ...], ...], cin: int) -> tuple[Concat, in
 
 
 @register(Kind.INCEPTION)
-def _inception(b: InceptionBlock, cin: int) -> nn.Module:
+def _inception(b: genotype.InceptionBlock, cin: int) -> nn.Module:
     module, width = _concat(b.branches, cin)
     return nn.Sequential(module, _se(width, b)) if b.se else module
 
@@ -306,7 +295,7 @@ def _inception(b: InceptionBlock, cin: int) -> nn.Module:
 class InceptionResidual(nn.Module):
     """``act(x + scale * project(concat(branches(x))))``; the 1x1 projection is linear."""
 
-    def __init__(self, b: InceptionResidualBlock, cin: int) -> None:
+    def __init__(self, b: genotype.InceptionResidualBlock, cin: int) -> None:
         super().__init__()
         self.branches, width = _concat(b.branches, cin)
         self.project = nn.Conv2d(width, cin, 1, bias=b.bias)
@@ -321,7 +310,7 @@ class InceptionResidual(nn.Module):
 
 
 @register(Kind.INCEPTION_RESIDUAL)
-def _inception_residual(b: InceptionResidualBlock, cin: int) -> nn.Module:
+def _inception_residual(b: genotype.InceptionResidualBlock, cin: int) -> nn.Module:
     return InceptionResidual(b, cin)
 
 
@@ -336,7 +325,7 @@ class CellInputs(NamedTuple):
     reduce0: bool
 
 
-def cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
+def build_cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
     """One edge's module, exactly as DARTS' ``OPS[name](C, stride, affine=True)``."""
     c = channels
     if op == CellOp.NONE:
@@ -361,13 +350,13 @@ def cell_op(op: CellOp, channels: int, stride: int) -> nn.Module:
 class MicroCell(nn.Module):
     """A NASNet/DARTS cell: ``forward(s0, s1)`` -> concat of the ``concat`` states (DARTS model.Cell)."""
 
-    def __init__(self, b: CellBlock, inputs: CellInputs) -> None:
+    def __init__(self, b: genotype.CellBlock, inputs: CellInputs) -> None:
         super().__init__()
         c, cell = b.out, b.cell
         self.pre0 = FactorizedReduce(inputs.c0, c) if inputs.reduce0 else relu_conv_bn(inputs.c0, c, 1)
         self.pre1 = relu_conv_bn(inputs.c1, c, 1)
         edges = [e for node in cell.nodes for e in node]
-        self.edges = nn.ModuleList(cell_op(e.op, c, b.stride if e.input < 2 else 1) for e in edges)
+        self.edges = nn.ModuleList(build_cell_op(e.op, c, b.stride if e.input < 2 else 1) for e in edges)
         self.inputs = tuple(e.input for e in edges)
         self.concat = cell.concat
         self.drop_path = DropPath(b.drop_path)
@@ -384,7 +373,7 @@ class MicroCell(nn.Module):
 
 
 @register(Kind.CELL)
-def _cell(b: CellBlock, inputs: CellInputs) -> nn.Module:
+def _cell(b: genotype.CellBlock, inputs: CellInputs) -> nn.Module:
     return MicroCell(b, inputs)
 
 
@@ -396,7 +385,7 @@ class Fractal(nn.Module):
     drop-path keeps one column per block and minibatch (the paper keeps one for the whole network).
     """
 
-    def __init__(self, b: FractalBlock, cin: int) -> None:
+    def __init__(self, b: genotype.FractalBlock, cin: int) -> None:
         super().__init__()
         self.local_drop, self.global_drop, self.columns = b.local_drop, b.global_drop, b.columns
         depth, cols = b.depth, b.columns
@@ -439,5 +428,5 @@ class Fractal(nn.Module):
 
 
 @register(Kind.FRACTAL)
-def _fractal(b: FractalBlock, cin: int) -> nn.Module:
+def _fractal(b: genotype.FractalBlock, cin: int) -> nn.Module:
     return Fractal(b, cin)

@@ -44,9 +44,9 @@ def from_study(cfg: Any, root: Path | None = None) -> Source:
     """Read the study of ``cfg`` (a ``StudyConfig``) from its storage; nothing is locked or written."""
     from nasx.search import provenance
     from nasx.search import record as rec
+    from nasx.search.queries import census_set, importances, progress, trial_rows
     from nasx.search.retrain import final_runs
     from nasx.search.runner import load_study
-    from nasx.search.study import census_set, importances, progress, trial_rows
 
     study = load_study(cfg, root)
     rows = trial_rows(study)
@@ -135,12 +135,13 @@ def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[s
             if cfg.early_stopping.kind != "none"
             else ""
         ),
-        "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule",
+        "recipe": f"{recipe.name}: batch {recipe.batch_size}, lr {recipe.lr:g}, {recipe.schedule.value} schedule"
+        + (", residual branches start at zero" if recipe.zero_init_residual else ""),
         "budget": budget,
         "data": f"{data.source}"
         + (f" (sha256 {sha[:12]})" if sha else "")
         + f", validation {data.val_size:g} held out of the training set (split seed {data.split_seed}); test set not used",
-        "executor": cfg.executor.kind,
+        "executor": cfg.executor.kind + (f", {cfg.executor.workers} worker processes" if cfg.executor.workers > 1 else ""),
         "baselines": ", ".join(cfg.baselines) or "none",
         "code": ", ".join(f"{k} {v}" for k, v in code.items()) or "not recorded",
     }
@@ -170,16 +171,20 @@ def what_ran(cfg: Any, study: Any, p: Any, *, from_disk: bool = False) -> dict[s
 
 def from_run(folder: Path) -> Source:
     """A ``nasx train`` run folder (``summary.json`` and ``config.yaml``) as a one-row source."""
-    import yaml
+    from nasx.yamlfiles import load_mapping
 
     summary_path, config_path = folder / "summary.json", folder / "config.yaml"
     if not summary_path.is_file():
         raise ReportError(f"{folder}: not a finished training run (no summary.json); finish it with `nasx train` first")
+
+    def unreadable(problem: object) -> ReportError:
+        return ReportError(f"{folder}: cannot read the run's summary or config: {problem}")
+
     try:
         summary = json.loads(summary_path.read_text())
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ReportError(f"{folder}: cannot read the run's summary or config: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise unreadable(exc) from None
+    config = load_mapping(config_path, "run config", unreadable) if config_path.is_file() else {}
     from nasx import zoo
     from nasx.space.genotype import Network
 

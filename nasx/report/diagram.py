@@ -5,6 +5,8 @@ the stem blocks, one group box per stage holding its blocks (a repeated stage is
 ``×depth``) and the head. :func:`cell_svg` draws a NASNet/DARTS micro cell as a DAG and
 :func:`diagrams` gives both for a network. Every string taken from the genotype is escaped, and
 sizes come from a fixed estimate of the text width, so the output is a pure function of its input.
+A block kind is drawn without an entry of its own here: a kind beyond the palette is grey, and a
+kind without label details shows its width.
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ INK, MUTED, NEUTRAL = "#1f2328", "#57606a", "#7f8c9a"
 _KIND_PALETTE = "#4e79a7 #9c755f #76b7b2 #f28e2b #59a14f #8f9f3f #b07aa1 #e15759 #d37295 #c9a227 #a36a2c #499894 #6b5fb5"
 _OP_PALETTE = "#9a9a9a #555555 #17a2b8 #1f77b4 #d62728 #e377c2 #ff7f0e #2ca02c #9467bd #8c564b"
 
-#: Colour of each block kind (box outline and a light fill) and of each micro-cell op (edge and label), in
-#: the enums' order; ``strict`` makes a new member without a colour an import error.
-KIND_COLOURS: dict[Kind, str] = dict(zip(Kind, _KIND_PALETTE.split(), strict=True))
-OP_COLOURS: dict[CellOp, str] = dict(zip(CellOp, _OP_PALETTE.split(), strict=True))
+
+def _colours(members: Any, palette: str) -> dict[Any, str]:
+    """The palette's colours in the enum's order; a member beyond the palette is drawn in the generic grey."""
+    colours = palette.split()
+    return {m: colours[i] if i < len(colours) else NEUTRAL for i, m in enumerate(members)}
+
+
+#: Colour of each block kind (box outline and a light fill) and of each micro-cell op (edge and label).
+KIND_COLOURS: dict[Kind, str] = _colours(Kind, _KIND_PALETTE)
+OP_COLOURS: dict[CellOp, str] = _colours(CellOp, _OP_PALETTE)
 
 Point = tuple[float, float]
 
@@ -158,7 +166,7 @@ def _flags(*pairs: tuple[bool, str]) -> str:
     return "".join(f" {text}" for on, text in pairs if on)
 
 
-#: What follows the kind in a block's label: its key fields.
+#: What follows the kind in a block's label: its key fields (a kind without an entry shows its width).
 _DETAILS: dict[Kind, Callable[[Any], str]] = {
     Kind.CONV: lambda b: f"{_kernel(b.kernel)} ·{b.out}" + _flags((b.groups > 1, f"g{b.groups}")),
     Kind.POOL: lambda b: f"{b.op.value} {_kernel(b.kernel)}",
@@ -184,10 +192,17 @@ def _stride(block: Any) -> int:
     return next((v for v in (getattr(block, a, None) for a in ("step", "reduction", "stride")) if v), 1)
 
 
+def _generic_details(block: Any) -> str:
+    """A kind without its own entry in :data:`_DETAILS`: its width, when it states one."""
+    out = getattr(block, "out", None)
+    return f"·{out}" if out else ""
+
+
 def _label(block: Any) -> str:
     """A short label of a block's kind and key fields, e.g. ``residual basic 3x3 ·64 /2``."""
     stride = _stride(block)
-    return f"{block.kind.value} {_DETAILS[block.kind](block)}" + (f" /{stride}" if stride > 1 else "")
+    details = _DETAILS.get(block.kind, _generic_details)(block)
+    return " ".join(filter(None, (block.kind.value, details))) + (f" /{stride}" if stride > 1 else "")
 
 
 def _block_box(block: Any, shape: Shape, repeat: int = 1, note: str = "") -> _Item:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -354,9 +355,14 @@ def table(sources: Sequence[Source]) -> pd.DataFrame:
     return frame
 
 
+def default_path(title: str) -> Path:
+    """Where a report titled ``title`` goes unless told: ``reports/TITLE.html``, the title made a safe file name."""
+    return Path("reports") / (re.sub(r"[^A-Za-z0-9_.-]+", "_", title) + ".html")
+
+
 def write_report(sources: Sequence[Source], out: Path, title: str, overlays: Sequence[Source] = ()) -> ReportFiles:
     """Write ``out`` (.html) and the trial table beside it (.csv, .parquet), each atomically; ``overlays``: see :func:`render`."""
-    from nasx.train.loop import atomic_write
+    from nasx.yamlfiles import atomic_write
 
     out.parent.mkdir(parents=True, exist_ok=True)
     csv, parquet = out.with_suffix(".csv"), out.with_suffix(".parquet")

@@ -102,13 +102,13 @@ def front(rows: Sequence[Mapping[str, Any]] | pd.DataFrame, costs: Sequence[str]
     early-stopped trials and duplicates are not), on the study's objectives: validation accuracy
     (max) and ``costs`` (the cost objectives, min; empty for an accuracy-only study), with
     duplicates collapsed (one trial per genotype digest, the first). ``rows``: trial-row dicts
-    (``nasx.search.study.trial_rows``) or their frame.
+    (``nasx.search.queries.trial_rows``) or their frame.
     """
     return [n for n, r in front_ranks(rows, costs) if r == 0]
 
 
 def rows_to_frame(rows: list[dict[str, Any]], costs: Sequence[str] = ("macs",)) -> pd.DataFrame:
-    """Table of ``nasx.search.study.trial_rows`` dicts plus ``error`` (1 - val_acc) and ``on_front``.
+    """Table of ``nasx.search.queries.trial_rows`` dicts plus ``error`` (1 - val_acc) and ``on_front``.
 
     ``on_front`` marks the study's front (:func:`front` over ``costs``, the study's cost objectives).
     """

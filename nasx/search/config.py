@@ -13,10 +13,9 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from nasx.errors import NasxError, validation_problems
 from nasx.train.recipe import Fidelity, Frozen, Recipe, load_recipe
-from nasx.yamlfiles import YamlProblem, read_text
+from nasx.types import PositiveInt
+from nasx.yamlfiles import YamlProblem, load_mapping
 from nasx.yamlfiles import parse as parse_yaml
-
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
 
 class StudyError(NasxError):
@@ -82,7 +81,7 @@ class SamplerConfig(Frozen):
 class Budget(Frozen):
     """Trials and/or wall time (seconds, or '90s', '10m', '2h'), counted across resumed runs and workers.
 
-    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.study``);
+    ``trials`` is shared exactly by the workers of one machine (see ``nasx.search.workers``);
     ``wall_time`` is search time summed over the workers, so two workers spend it twice as fast.
     ``trials: 0`` samples no candidate: the study trains its baselines only (studies/cifar10-classics.yaml).
     """
@@ -116,7 +115,8 @@ class EarlyStopping(Frozen):
 
 
 class ExecutorConfig(Frozen):
-    """``local`` runs trials in this process; ``ray`` schedules them with Ray Tune (``address`` joins a cluster).
+    """``local`` runs trials in this process (and ``workers - 1`` more); ``ray`` schedules them with Ray Tune
+    (``address`` joins a cluster).
 
     ``gpus_per_trial`` (Ray): the GPU share each trial requests; 0.25 runs four trials per GPU.
     None (the default) is 1 on a cluster with GPUs and 0 without, so that trials never pile onto
@@ -124,10 +124,22 @@ class ExecutorConfig(Frozen):
     """
 
     kind: Literal["local", "ray"] = "local"
+    #: local: processes on this machine, each training one trial at a time on an equal share of the cores
+    #: (1: this process alone, with torch's default threads). Small networks on a CPU train faster as two
+    #: one-thread processes than as one two-thread process.
+    workers: PositiveInt = 1
     cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0)] | None = None
     max_concurrent: PositiveInt | None = None
     address: str | None = None
+
+    @model_validator(mode="after")
+    def _local_workers(self) -> ExecutorConfig:
+        if self.workers > 1 and self.kind != "local":
+            raise ValueError(
+                f"workers: only the local executor starts worker processes (Ray: max_concurrent), got {self.workers}"
+            )
+        return self
 
 
 class FailureKind(StrEnum):
@@ -367,12 +379,7 @@ class StudyConfig(Frozen):
         value that breaks a rule.
         """
         path = Path(path)
-        try:
-            data = parse_yaml(read_text(path, "study config"))
-        except YamlProblem as exc:
-            raise StudyError(f"{path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise StudyError(f"{path}: a study config is a mapping, got {type(data).__name__}")
+        data = load_mapping(path, "study config", StudyError)
         for setting in overrides:
             apply_override(data, setting)
         cfg = validated(data, str(path) + (" with --set " + ", ".join(overrides) if overrides else ""))

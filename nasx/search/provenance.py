@@ -18,7 +18,6 @@ Search cost is then summed from the trials (wall seconds x cores, or x GPUs) and
 from __future__ import annotations
 
 import os
-import platform
 import re
 import socket
 import time
@@ -80,16 +79,6 @@ def _git_commit(dot_git: Path) -> str | None:
     return None
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def gpus() -> tuple[str | None, int]:
     """The name of the first visible CUDA GPU and how many there are (torch only if already imported)."""
     import sys
@@ -102,6 +91,7 @@ def gpus() -> tuple[str | None, int]:
 
 
 def machine() -> dict[str, Any]:
+    from nasx.train.loop import cpu_model
     from nasx.train.run import versions
 
     gpu, count = gpus()

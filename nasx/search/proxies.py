@@ -118,7 +118,7 @@ def prefilter(ctx: Context, first: Candidate, budget: int | None) -> list[Any]:
     budget is nearly spent. Returns the steps to hand out in order: the outcomes (infeasible,
     duplicates, screened), then the kept candidates. Infeasible draws stop at the study's cap.
     """
-    from nasx.search.study import census, infeasible_cap
+    from nasx.search.queries import census, infeasible_cap
     from nasx.search.trial import Candidate, finish, mark_candidate, screen
 
     p = ctx.cfg.proxies

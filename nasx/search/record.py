@@ -259,9 +259,28 @@ def read(t: FrozenTrial | optuna.Trial) -> TrialRecord:
     )
 
 
+# Records of finished trials, by the identity of the stored FrozenTrial they were read from. Optuna never
+# changes a finished trial, and its journal and in-memory storages replace a trial's object on every write,
+# so an object seen again is the same record: each ask reads every trial several times (census, duplicates,
+# baselines), and this keeps that flat as a study grows. Entries hold their object, so an id is not reused.
+_FINISHED: dict[int, tuple[FrozenTrial, TrialRecord]] = {}
+_FINISHED_MAX = 100_000  # storages that return new objects on every read (RDB) only churn it
+
+
 def records(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[TrialRecord]:
     """Every trial's record (``states``: only those), in trial order."""
-    return [read(t) for t in study.get_trials(deepcopy=False, states=states)]
+    out = []
+    for t in study.get_trials(deepcopy=False, states=states):
+        if not t.state.is_finished():
+            out.append(read(t))
+            continue
+        hit = _FINISHED.get(id(t))
+        if hit is None or hit[0] is not t:
+            if len(_FINISHED) >= _FINISHED_MAX:
+                _FINISHED.clear()
+            hit = _FINISHED[id(t)] = (t, read(t))
+        out.append(hit[1])
+    return out
 
 
 # ---- writers: a live trial handle (optuna.Trial) -------------------------------------------------

@@ -3,7 +3,7 @@
 Each (model, seed) is one ``nasx train`` run folder under ``runs/<study>/final/``, trained on every
 image of the training set (or a seeded split when ``val_size`` is given) and measured once on the
 official test set. Its summary is recorded back into the study under a key made of everything that
-changes its result (:func:`run_key`: the genotype's digest, a digest of the full recipe, the
+changes its result (:func:`final_run_key`: the genotype's digest, a digest of the full recipe, the
 fidelity, the data's sha256, the validation size and the seed), so runs that differ in any of them
 are never averaged together (``setup``: the key without the seed). ``nasx report`` draws the final
 front; a run already recorded is not trained again, and an interrupted one resumes from its checkpoint.
@@ -23,9 +23,10 @@ from optuna.trial import TrialState
 from nasx import zoo
 from nasx.search import record as rec
 from nasx.search.config import StudyConfig, StudyError
+from nasx.search.queries import trial_rows
 from nasx.search.record import FINAL_PREFIX, Role
-from nasx.search.study import study_dir, trial_rows
 from nasx.search.trial import held
+from nasx.search.workers import study_dir
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Recipe
 
@@ -82,7 +83,8 @@ def setup_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str
     return f"{net.digest}:{recipe_digest(recipe)}:e{fidelity.epochs}f{fidelity.fraction:g}{res}:d{data_sha256[:12]}:v{val_size:g}"
 
 
-def run_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float, seed: int) -> str:
+def final_run_key(net: Network, recipe: Recipe, fidelity: Fidelity, data_sha256: str, val_size: float, seed: int) -> str:
+    """The study attribute a final run is recorded under: ``final:`` + its :func:`setup_key` + ``:s<seed>``."""
     return f"{FINAL_PREFIX}{setup_key(net, recipe, fidelity, data_sha256, val_size)}:s{seed}"
 
 
@@ -125,7 +127,7 @@ def plan(
     for m in models:
         setup = setup_key(m.net, recipe, fidelity, data_sha256, val_size)
         for seed in range(seeds):
-            key = run_key(m.net, recipe, fidelity, data_sha256, val_size, seed)
+            key = final_run_key(m.net, recipe, fidelity, data_sha256, val_size, seed)
             if not rec.has_final(study, key):
                 name = f"{m.label}-{recipe.name}-{recipe_digest(recipe)[:6]}-e{fidelity.epochs}-d{data_sha256[:6]}-s{seed}"
                 jobs.append(Job(m, seed, key, folder / safe_part(name), setup))
@@ -279,6 +281,18 @@ def _on_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def export_folders(
+    cfg: StudyConfig, root: Path | None = None, *, trial: int | None = None, top: int | None = None, seed: int = 0
+) -> list[tuple[str, Path]]:
+    """What ``nasx export`` writes from a study: ``(model folder name, final run folder)`` of each of
+    :func:`export_targets`' runs, the folder named ``STUDY-LABEL`` (one safe path component)."""
+    from nasx.search.runner import load_study
+    from nasx.train.run import safe_part
+
+    runs = export_targets(load_study(cfg, root), trial=trial, top=top, seed=seed)
+    return [(safe_part(f"{cfg.name}-{r['label']}"), Path(r["run_dir"])) for r in runs]
 
 
 def export_targets(

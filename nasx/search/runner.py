@@ -1,7 +1,7 @@
 """``run_search``: join (create or resume) a study as a worker and run its executor until the budget is spent.
 
 Several ``run_search`` calls (``nasx search`` processes) may run one study at once: each is a worker
-with its own lock and identity, and they share the budget (see :mod:`nasx.search.study` for the rules).
+with its own lock and identity, and they share the budget (see :mod:`nasx.search.workers` for the rules).
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ import optuna
 
 from nasx.search import provenance
 from nasx.search.config import StudyConfig, StudyError
+from nasx.search.queries import Progress, progress, trial_rows
 from nasx.search.rungs import RungDecider
-from nasx.search.study import (
-    Heartbeats,
-    Progress,
-    Worker,
-    open_study,
-    progress,
-    rdb_storage,
-    recover_stale,
-    study_dir,
-    trial_rows,
-)
+from nasx.search.study import open_study, recover_stale
 from nasx.search.trial import Context, Evaluator, Outcome, replay_rungs
+from nasx.search.workers import Heartbeats, Worker, rdb_storage, study_dir
 
 
 def space_digest(space: Any) -> str:
@@ -88,10 +80,15 @@ def run_search(
     if evaluator is not None:
         if kind != "local":
             raise StudyError(f"evaluator: the local executor only (its functions are not sent to Ray), got {kind!r}")
+        if cfg.executor.workers > 1:
+            raise StudyError(
+                f"evaluator: one local worker only (not sent to worker processes), got workers {cfg.executor.workers}"
+            )
         dry_run_s = 0.0 if dry_run_s is None else dry_run_s
     where = f"{cfg.source_file}: " if cfg.source_file else ""
     # everything that can be refused is checked before the study folder or its identity is written:
     # a first start that fails must leave nothing that a fixed config would then be compared against
+    space_given = space is not None
     if space is None:
         from nasx.space.design import load_space
 
@@ -140,13 +137,18 @@ def run_search(
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)
+            children: list[Any] = []
             try:
                 if kind == "local":
-                    from nasx.search.executors.local import run_local
+                    from nasx.search.executors.local import run_local, start_workers, worker_threads
 
-                    run_local(
-                        ctx, trials=cfg.budget.trials, wall_time=cfg.budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch
-                    )
+                    children = start_workers(cfg, root, dry_run_s, space if space_given else None)
+                    threads = torch_threads(worker_threads(cfg.executor.workers) if children else None)
+                    try:
+                        budget = cfg.budget
+                        run_local(ctx, trials=budget.trials, wall_time=budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
+                    finally:
+                        torch_threads(threads)
                 elif kind == "ray":
                     from nasx.search.executors.ray import run_ray
 
@@ -158,14 +160,29 @@ def run_search(
                         storage_path=str(folder.resolve()),
                     )
             finally:
+                if children:
+                    from nasx.search.executors.local import stop_workers
+
+                    stop_workers(children)
                 with worker.turn():
                     provenance.end_run(study, run_index)
             return SearchSummary(folder, progress(study), retried, trial_rows(study))
 
 
+def torch_threads(n: int | None) -> int | None:
+    """Set torch's intra-op threads to ``n`` (None: leave them) and return what they were (None if unchanged)."""
+    if n is None:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
+
+
 def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:
     """Open an existing study read-only-ish (no lock: status may run beside a search)."""
-    from nasx.search.study import storage_for
+    from nasx.search.workers import storage_for
 
     folder = study_dir(cfg, root)
     if not cfg.storage and not (folder / "journal.log").is_file():

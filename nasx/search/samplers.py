@@ -2,8 +2,10 @@
 conditional spaces and keep baselines (trials without parameters) and duplicates out of their view:
 NSGA-II (:class:`ConditionalNSGAIISampler`) and regularized evolution (Real et al. 2019).
 
-Each of nasx's samplers records where a child came from in the trial's system attributes
-(:data:`PARENT_KEY`, :data:`MUTATED_KEY`), so that a study shows how it searched.
+Samplers come from one table, :data:`SAMPLERS` (``{SamplerKind: factory}``); :func:`make_sampler`
+refuses a kind that has no factory. Each of nasx's samplers records where a child came from in the
+trial's system attributes (:data:`PARENT_KEY`, :data:`MUTATED_KEY`), so that a study shows how it
+searched.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import random as pyrandom
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -23,7 +25,7 @@ from optuna.study._constrained_optimization import _is_constrained_optimization
 from optuna.study._multi_objective import _dominates
 from optuna.trial import FrozenTrial, TrialState
 
-from nasx.search.config import SamplerConfig, SamplerKind
+from nasx.search.config import SamplerConfig, SamplerKind, StudyError
 from nasx.search.rungs import fronts
 
 #: Trial system attributes: the parents' trial numbers of a child, and the parameters mutated in it.
@@ -246,15 +248,39 @@ class ConditionalNSGAIISampler(NSGAIISampler):
         super().after_trial(study, trial, state, values)
 
 
-def make_sampler(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
-    if cfg.kind == SamplerKind.RANDOM:
-        return RandomSampler(seed=cfg.seed)
-    if cfg.kind == SamplerKind.TPE:
-        # multivariate/group are marked experimental; they handle conditional spaces. Infeasible draws are
-        # told with their constraint violation (nasx.search.trial.screen), which TPE reads from the trial.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return TPESampler(seed=cfg.seed, n_startup_trials=min(10, cfg.population), multivariate=True, group=True)
-    if cfg.kind == SamplerKind.NSGA2:
-        return ConditionalNSGAIISampler(seed=cfg.seed, population_size=max(2, cfg.population))
+def _random(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
+    return RandomSampler(seed=cfg.seed)
+
+
+def _tpe(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
+    # multivariate/group are marked experimental; they handle conditional spaces. Infeasible draws are
+    # told with their constraint violation (nasx.search.trial.screen), which TPE reads from the trial.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return TPESampler(seed=cfg.seed, n_startup_trials=min(10, cfg.population), multivariate=True, group=True)
+
+
+def _nsga2(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
+    return ConditionalNSGAIISampler(seed=cfg.seed, population_size=max(2, cfg.population))
+
+
+def _evolution(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
     return RegularizedEvolutionSampler(population=cfg.population, sample_size=cfg.sample_size, seed=cfg.seed)
+
+
+#: The one table of samplers: a new sampler is its :class:`SamplerKind` value and a factory here.
+SAMPLERS: dict[SamplerKind, Callable[[SamplerConfig, int], BaseSampler]] = {
+    SamplerKind.RANDOM: _random,
+    SamplerKind.TPE: _tpe,
+    SamplerKind.NSGA2: _nsga2,
+    SamplerKind.EVOLUTION: _evolution,
+}
+
+
+def make_sampler(cfg: SamplerConfig, n_objectives: int) -> BaseSampler:
+    """The seeded sampler ``cfg`` names, for a study of ``n_objectives``; an unknown kind is a StudyError."""
+    factory = SAMPLERS.get(cfg.kind)
+    if factory is None:
+        known = ", ".join(k.value for k in SAMPLERS)
+        raise StudyError(f"sampler.kind: unknown sampler {cfg.kind!r}; known: {known}")
+    return factory(cfg, n_objectives)

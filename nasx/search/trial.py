@@ -3,7 +3,7 @@
 Every outcome is recorded in the trial's record (:mod:`nasx.search.record`: a :class:`Status` with
 a reason; a failure also has its kind), so the study is the one source of truth. :func:`next_trial`
 is the critical section every worker goes through, under the study's ``ask.lock``: recover stale
-trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.study`.
+trials, check the budget, ask, sample, screen. Its rules are stated in :mod:`nasx.search.workers`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,11 @@ from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind, Objective, StudyConfig, StudyError
 from nasx.search.proxies import objective_values, prefilter, record_scores
+from nasx.search.queries import census, find_duplicate, infeasible_cap, running_twin
 from nasx.search.record import Role, Status
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import (
-    Heartbeats,
-    Worker,
-    census,
-    find_duplicate,
-    heartbeat_stale,
-    infeasible_cap,
-    recover_stale,
-    retry_or_not,
-    running_twin,
-)
+from nasx.search.study import recover_stale, retry_or_not
+from nasx.search.workers import Heartbeats, Worker, heartbeat_stale
 from nasx.space.genotype import Network
 from nasx.train.loop import TrainingFailed, train
 from nasx.train.recipe import Fidelity, Recipe
@@ -67,7 +59,7 @@ class Context:
     recipe: Recipe
     decider: RungDecider | None
     device: str | None
-    worker: Worker  # this process, holding its lock (see nasx.search.study)
+    worker: Worker  # this process, holding its lock (see nasx.search.workers)
     dry_run_s: float | None = None  # benchmarks: each trial sleeps this long instead of training
     queued: list[Any] = field(default_factory=list)  # steps a proxy pre-filter settled, handed out first
     proxy_batches: list[Any] | None = None  # the proxies' minibatches of the training split, made once
@@ -175,15 +167,19 @@ def finish(
     values: tuple[float, ...] | None,
     reason: str | None,
     violations: dict[str, float] | None = None,
+    also: Callable[[], None] | None = None,
 ) -> Outcome:
     """Record nasx's ``state`` and ``reason`` and tell Optuna (COMPLETE with values, PRUNED, or FAIL).
 
     An infeasible draw is told PRUNED with its ``violations`` as Optuna constraints (positive: by how
     much, relative to the limit, it breaks each), so that samplers that read constraints (TPE, NSGA-II)
     learn where the feasible region is; it has no objective values and never reaches a front.
+    ``also``: more attribute writes of the trial, made in the same journal append as the state.
     """
     state = Status(state)
     with batched(study):
+        if also is not None:
+            also()
         rec.write_status(trial, state, reason)
         if state == Status.INFEASIBLE:
             for key, value in (violations or {"valid": 1.0}).items():
@@ -243,10 +239,12 @@ def train_and_record(
         rec.write_run(trial, time.perf_counter() - t0)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return fail(ctx, trial, FailureKind.CRASH, f"{type(exc).__name__}: {first}")
-    with batched(ctx.study):  # one journal append for these
+    wall_s = time.perf_counter() - t0
+
+    def run_record() -> None:  # written in the same journal append as the final state
         rec.write_run(
             trial,
-            time.perf_counter() - t0,
+            wall_s,
             device_used[0],
             **held(device_used[0], ctx),
             device_name=getattr(result, "device_name", None),
@@ -254,9 +252,11 @@ def train_and_record(
         )
         if result.state == Status.STOPPED.value:
             rec.write_stopped_at(trial, result.epochs)
+
     if result.state == Status.STOPPED.value:
-        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}")
-    return finish(ctx.study, trial, Status.COMPLETE, (result.val_acc, *costs, *objective_values(ctx, trial)), None)
+        return finish(ctx.study, trial, Status.STOPPED, None, f"stopped early at epoch {result.epochs}", also=run_record)
+    values = (result.val_acc, *costs, *objective_values(ctx, trial))
+    return finish(ctx.study, trial, Status.COMPLETE, values, None, also=run_record)
 
 
 @dataclass(frozen=True)

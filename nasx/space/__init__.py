@@ -1,74 +1,33 @@
-"""Networks as data: the genotype language and design spaces. Imports neither torch nor optuna."""
+"""Networks as data: the genotype language and design spaces. Imports neither torch nor optuna.
 
-from nasx.space.design import DesignSpace, Param, load_space, space_names
-from nasx.space.genotype import (
-    BLOCK_TYPES,
-    AuxHead,
-    Cell,
-    CellBlock,
-    CellEdge,
-    ConvBlock,
-    ConvStep,
-    DenseBlock,
-    FireBlock,
-    ForkStep,
-    FractalBlock,
-    Head,
-    InceptionBlock,
-    InceptionResidualBlock,
-    Input,
-    MBConvBlock,
-    MlpConvBlock,
-    Network,
-    PoolBlock,
-    PoolStep,
-    ResidualBlock,
-    SeparableBlock,
-    Shape,
-    Stage,
-    TransitionBlock,
-    load_network,
+:mod:`~nasx.space.ops` names every op and block kind, :mod:`~nasx.space.genotype` is the
+language, :mod:`~nasx.space.compact` its one-line string form, :mod:`~nasx.space.design` the
+design spaces and :mod:`~nasx.space.scale` the narrower, shallower proxy of a network. Everything
+in the genotype's ``__all__`` (every block class too) is importable from here.
+"""
+
+# ruff: noqa: F403, F405
+from nasx.space import (
+    compact,  # noqa: F401  (installs Network's string form: compact imports genotype, never the reverse)
+    genotype,
 )
+from nasx.space.design import DesignSpace, Param, load_space, space_names
+from nasx.space.genotype import *
 from nasx.space.ops import Act, CellOp, Classifier, Kind, Norm, PoolOp, Shortcut, StepOp, Variant
 
 __all__ = [
-    "BLOCK_TYPES",
+    *genotype.__all__,
     "Act",
-    "AuxHead",
-    "Cell",
-    "CellBlock",
-    "CellEdge",
     "CellOp",
     "Classifier",
-    "ConvBlock",
-    "DenseBlock",
     "DesignSpace",
-    "FireBlock",
-    "ConvStep",
-    "ForkStep",
-    "FractalBlock",
-    "Head",
-    "InceptionBlock",
-    "InceptionResidualBlock",
-    "Input",
     "Kind",
-    "MBConvBlock",
-    "MlpConvBlock",
-    "Network",
     "Norm",
     "Param",
-    "PoolBlock",
     "PoolOp",
-    "PoolStep",
-    "ResidualBlock",
-    "SeparableBlock",
-    "Shape",
     "Shortcut",
-    "Stage",
-    "TransitionBlock",
     "StepOp",
     "Variant",
-    "load_network",
     "load_space",
     "space_names",
 ]

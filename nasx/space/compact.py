@@ -15,6 +15,9 @@ one section per stage, and an optional ``head(...)``. A repeated stage is
 string is as short as the network is unusual. Name and reference are not part of the
 architecture and are not written. A value that is not a plain word or number (a micro cell's
 own one-line form, see :func:`cell_to_string`) is double-quoted.
+
+This module imports the genotype, never the reverse: importing it installs the writer and reader
+that ``Network.to_string`` and ``Network.from_string`` call (:mod:`nasx.space` imports it).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from nasx.errors import GenotypeError
-from nasx.space.genotype import Cell, Head, Input, Network, minimal_dict
-from nasx.space.ops import CELL_OP_ALIAS
+from nasx.space.genotype import Head, Input, Network, cell_from_string, cell_to_string, minimal_dict
+from nasx.space.genotype.network import install_string_form
 from nasx.yamlfiles import MAX_NESTING
 
 _TOKEN = re.compile(
@@ -216,35 +219,13 @@ def network_from_string(text: str) -> Network:
     return Network.from_dict(_Parser(text).network(), source="network string")
 
 
-# ---- micro cells ----------------------------------------------------------------------------
+# ---- Network.to_string and Network.from_string ------------------------------------------------
 #
-#   sep3@0+sep3@1 | sep3@0+sep3@1 | sep3@1+skip@0 | skip@0+dil3@2 ; concat 2,3,4,5
-#
-# One ``OP@INPUT+OP@INPUT`` per node, nodes separated by ``|``, then ``; concat`` and the states
-# whose outputs are concatenated. Ops are written by their short alias (ops.CELL_OP_ALIASES).
+# Installed here, so that the genotype does not import this module. A micro cell's own one-line
+# form is part of the genotype language (a YAML file may use it), so it lives with the cell
+# (nasx.space.genotype.cell) and is re-exported here.
 
-
-def cell_to_string(cell: Cell) -> str:
-    nodes = " | ".join("+".join(f"{CELL_OP_ALIAS[e.op]}@{e.input}" for e in node) for node in cell.nodes)
-    return f"{nodes} ; concat {','.join(map(str, cell.concat))}"
-
-
-def cell_from_string(text: str) -> dict[str, Any]:
-    """The fields of a :class:`Cell` from its one-line form; edges are checked by the model."""
-    body, sep, tail = text.partition(";")
-    word, _, numbers = tail.strip().partition(" ")
-    if not sep or word != "concat":
-        raise ValueError(f"a cell string ends with '; concat I,J,...', got {text!r}")
-    concat = [n.strip() for n in numbers.split(",") if n.strip()]
-    if not all(n.isdigit() for n in concat):
-        raise ValueError(f"concat lists state numbers separated by commas, got {numbers.strip()!r}")
-    nodes = []
-    for part in body.split("|"):
-        edges = [e.strip() for e in part.split("+")]
-        if len(edges) != 2 or not all(edges):
-            raise ValueError(f"a node is two edges OP@INPUT joined by '+', got {part.strip()!r}")
-        nodes.append(edges)
-    return {"nodes": nodes, "concat": [int(n) for n in concat]}
+install_string_form(network_to_string, network_from_string)
 
 
 __all__ = ["cell_from_string", "cell_to_string", "network_from_string", "network_to_string"]

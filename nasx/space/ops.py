@@ -141,7 +141,7 @@ CELL_OP_ALIASES: dict[str, CellOp] = {
 CELL_OP_ALIAS: dict[CellOp, str] = {op: alias for alias, op in CELL_OP_ALIASES.items()}
 
 
-def cell_op(name: str) -> CellOp:
+def parse_cell_op(name: str) -> CellOp:
     """A cell op from its DARTS name or its short alias; ValueError listing both otherwise."""
     if name in CELL_OP_ALIASES:
         return CELL_OP_ALIASES[name]

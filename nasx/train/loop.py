@@ -33,6 +33,7 @@ from nasx.models.layers import DropPath
 from nasx.models.network import build_network, zero_init_residual
 from nasx.space.genotype import Network
 from nasx.train.recipe import Fidelity, Optimizer, Recipe, Schedule
+from nasx.yamlfiles import atomic_write  # also imported from here by older callers
 
 FailureReason = Literal["non_finite_loss", "out_of_memory"]
 log = logging.getLogger("nasx.train")
@@ -100,6 +101,11 @@ def device_name(device: torch.device) -> str:
     """The device's model name: the GPU's (``NVIDIA H200``) or the CPU's (from /proc/cpuinfo where there is one)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one (else what ``platform`` says)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -161,18 +167,6 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, fsync, rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -253,7 +247,7 @@ def _zip_damage(path: Path) -> str | None:
     return f"member {bad} fails its CRC-32 check" if bad is not None else None
 
 
-def run_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
+def checkpoint_key(genotype: Network, recipe: Recipe, fidelity: Fidelity, data: Splits, seed: int) -> str:
     """What a checkpoint must match to be resumed: everything that changes the result."""
     import hashlib
 
@@ -292,6 +286,14 @@ def check_device(device: torch.device | str | None, where: str = "device") -> to
     return dev
 
 
+def images_used(labels: np.ndarray, fraction: float, seed: int = 0) -> int:
+    """How many of the training ``labels`` a run at ``fraction`` trains on (the loader's seeded, class-stratified
+    subset, :func:`nasx.data.loader.stratified_fraction`); an epoch is that many // ``batch_size`` batches."""
+    from nasx.data.loader import stratified_fraction
+
+    return len(labels) if fraction >= 1 else len(stratified_fraction(np.asarray(labels), fraction, seed))
+
+
 def check_data(
     data: Splits, recipe: Recipe, fidelity: Fidelity | None = None, *, classes: int | None = None, where: str = "data"
 ) -> None:
@@ -302,11 +304,9 @@ def check_data(
     ``classes``: the network's; labels beyond it are refused, and a split holding fewer of them is
     trained with a warning (a subset of CIFAR-10 is a legitimate proxy).
     """
-    from nasx.data.loader import stratified_fraction
-
     fidelity = fidelity or Fidelity()
     labels = np.asarray(data.train.labels)
-    n = len(labels) if fidelity.fraction >= 1 else len(stratified_fraction(labels, fidelity.fraction, 0))
+    n = images_used(labels, fidelity.fraction)
     if n < recipe.batch_size:
         used = f" ({fidelity.fraction:g} of {len(labels):,})" if fidelity.fraction < 1 else ""
         raise SetupError(
@@ -486,7 +486,7 @@ def train(
 
     metrics: list[EpochMetrics] = []
     start_epoch = 0
-    key = run_key(genotype, recipe, fidelity, data, seed)
+    key = checkpoint_key(genotype, recipe, fidelity, data, seed)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         state = _load_checkpoint(run_dir, key)

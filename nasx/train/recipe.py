@@ -11,17 +11,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from nasx.errors import NasxError, validation_problems
 from nasx.space.genotype import Network
 from nasx.space.scale import scaled
-from nasx.yamlfiles import YamlProblem, read_text
-from nasx.yamlfiles import parse as parse_yaml
-
-PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
-Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+from nasx.types import Fraction, Frozen, PositiveInt, Probability
+from nasx.yamlfiles import load_mapping
 
 
 class RecipeError(NasxError):
@@ -39,12 +35,6 @@ class Schedule(StrEnum):
     COSINE = "cosine"
     ONECYCLE = "onecycle"
     CONSTANT = "constant"
-
-
-class Frozen(BaseModel):
-    """Base of nasx's config models: immutable, unknown keys rejected, no inf/nan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Augmentation(Frozen):
@@ -98,12 +88,7 @@ class Recipe(Frozen):
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
         """A recipe file; ``preset: NAME`` starts from that preset and the other keys override it."""
-        try:
-            data = parse_yaml(read_text(path, "recipe"))
-        except YamlProblem as exc:
-            raise RecipeError(f"{path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise RecipeError(f"{path}: a recipe file is a mapping of fields, got {type(data).__name__}")
+        data = load_mapping(path, "recipe", RecipeError, "a recipe file is a mapping of fields")
         base = data.pop("preset", None)
         if base is not None:
             if str(base) not in PRESETS:

@@ -11,7 +11,7 @@ import math
 import platform
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ import yaml
 from nasx.data.types import ImageSet, Splits
 from nasx.models.complexity import complexity
 from nasx.space.genotype import Network
-from nasx.train.loop import Callback, EpochMetrics, TrainResult, atomic_write, evaluate, train
+from nasx.train.loop import Callback, EpochMetrics, TrainResult, evaluate, train
 from nasx.train.recipe import Fidelity, Recipe
+from nasx.yamlfiles import atomic_write
 
 CONFIG, METRICS, WEIGHTS, SUMMARY = "config.yaml", "metrics.jsonl", "weights.safetensors", "summary.json"
 
@@ -52,6 +53,62 @@ def safe_part(text: str) -> str:
 def run_name(network: str, recipe: str, epochs: int, seed: int) -> str:
     """The default run folder name ``NETWORK-RECIPE-eEPOCHS-sSEED``, one safe path component (see :func:`safe_part`)."""
     return safe_part(f"{network}-{recipe}-e{epochs}-s{seed}")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One ``nasx train`` run, resolved and checked before anything is written: what :func:`train_run` is given."""
+
+    net: Network
+    name: str  # the network's name, else its file's stem
+    recipe: Recipe
+    fidelity: Fidelity
+    epochs: int
+    splits: Splits
+    test: ImageSet | None  # the official test set, when it is to be measured once after training
+    run_dir: Path
+    batches: int  # training batches per epoch
+
+
+def plan_run(
+    network: str,
+    *,
+    data: str = "mini",
+    recipe: str = "standard",
+    epochs: int | None = None,
+    fraction: float = 1.0,
+    resolution: int | None = None,
+    val_size: float | None = None,
+    seed: int = 0,
+    split_seed: int = 0,
+    device: str | None = None,
+    out: str | Path | None = None,
+    test: bool = False,
+    root: Path = Path("runs"),
+) -> RunPlan:
+    """Resolve a ``nasx train`` command (its options, by name) into a :class:`RunPlan`; every refusal (a bad device,
+    resolution, data set or network) comes before the data is read where it can, and always before the run folder
+    is made. The run folder is ``out``, else ``root/NETWORK-RECIPE-eEPOCHS-sSEED`` (:func:`run_name`)."""
+    from nasx import data as datasets
+    from nasx import zoo as registry
+    from nasx.train.loop import check_data, check_device, check_resolution, images_used
+    from nasx.train.recipe import load_recipe
+
+    net = registry.resolve(network)
+    rec = load_recipe(recipe)
+    fid = Fidelity(epochs=epochs, fraction=fraction, resolution=resolution)
+    check_device(device, where="--device")  # before the data is loaded or the run folder made
+    check_resolution(net, fid, where="--resolution")
+    n_epochs = fid.epochs_for(rec)
+    val = datasets.DEFAULT_VAL_FRACTION if val_size is None else datasets.as_val_size(val_size)
+    splits = datasets.load_splits(data, val_size=val, seed=split_seed)
+    registry.check_fits(net, net.name or network, splits.train.images.shape[1], len(splits.classes))
+    check_data(splits, rec, fid, classes=net.input.classes, where=f"--data {data}")
+    test_set = datasets.load_test(data) if test else None
+    name = net.name or Path(network).stem
+    run_dir = Path(out) if out else root / run_name(name, rec.name, n_epochs, seed)
+    batches = images_used(splits.train.labels, fraction, seed) // rec.batch_size
+    return RunPlan(net, name, rec, fid, n_epochs, splits, test_set, run_dir, batches)
 
 
 def _write_text(path: Path, text: str) -> None:

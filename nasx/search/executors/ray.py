@@ -1,6 +1,6 @@
 """The Ray Tune executor: the same study, asked and told from a Ray Tune searcher, trials on Ray workers.
 
-The driver owns the Optuna study and is the study's worker (see :mod:`nasx.search.study`): it may
+The driver owns the Optuna study and is the study's worker (see :mod:`nasx.search.workers`): it may
 run beside other drivers or local workers on the same study. :class:`StudySearcher` asks through
 the same critical section as the local executor (:func:`nasx.search.trial.next_trial`), records
 infeasible ones and duplicates itself (they never reach a Ray worker), and tells it every result,
@@ -29,9 +29,9 @@ from nasx.search import record as rec
 from nasx.search.batch import batched
 from nasx.search.config import FailureKind
 from nasx.search.proxies import objective_values, record_scores
+from nasx.search.queries import add_elapsed, progress
 from nasx.search.record import Status
 from nasx.search.rungs import RungDecider, RungEntry
-from nasx.search.study import add_elapsed, progress
 from nasx.search.trial import (
     POLL_S,
     Candidate,
