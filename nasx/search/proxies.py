@@ -127,7 +127,17 @@ def prefilter(ctx: Context, first: Candidate, budget: int | None) -> list[Any]:
     pool: list[Candidate] = [first]
     steps: list[Any] = []
     cap = infeasible_cap(ctx.cfg.budget.trials)
-    while len(pool) < p.draw and census(ctx.study, ctx.worker).infeasible < cap:
+
+    def room() -> int | None:  # budget left for kept candidates (the pool is running here); None: no trial budget
+        c = census(ctx.study, ctx.worker)
+        if c.infeasible >= cap:
+            return 0
+        return None if budget is None else budget - c.evaluated - (c.running - len(pool))
+
+    while len(pool) < p.draw:
+        left = room()
+        if left is not None and left <= 0:  # infeasible cap, or duplicates drawn meanwhile spent the budget
+            break
         trial = ctx.study.ask()
         mark_candidate(ctx, trial)
         step = screen(ctx, trial)
