@@ -33,13 +33,20 @@ SAMPLER_SECONDS = [0.0]
 _TIMED = ("infer_relative_search_space", "sample_relative", "sample_independent", "before_trial", "after_trial")
 
 
+_DEPTH = [0]  # timed calls in progress: a sampler's method calling another timed one (super(), TPE's inner
+# random sampler) is counted once, by the outermost
+
+
 def _timed(f: Callable[..., Any]) -> Callable[..., Any]:
     def timed(*a: Any, **k: Any) -> Any:
         t0 = time.perf_counter()
+        _DEPTH[0] += 1
         try:
             return f(*a, **k)
         finally:
-            SAMPLER_SECONDS[0] += time.perf_counter() - t0
+            _DEPTH[0] -= 1
+            if _DEPTH[0] == 0:
+                SAMPLER_SECONDS[0] += time.perf_counter() - t0
 
     return timed
 

@@ -137,18 +137,13 @@ def run_search(
             replay_rungs(ctx)
             if on_start is not None:
                 on_start(ctx, retried)
-            children: list[Any] = []
             try:
                 if kind == "local":
-                    from nasx.search.executors.local import run_local, start_workers, worker_threads
+                    from nasx.search.executors.local import local_workers, run_local
 
-                    children = start_workers(cfg, root, dry_run_s, space if space_given else None)
-                    threads = torch_threads(worker_threads(cfg.executor.workers) if children else None)
-                    try:
+                    with local_workers(cfg, root, dry_run_s, space if space_given else None):
                         budget = cfg.budget
                         run_local(ctx, trials=budget.trials, wall_time=budget.wall_time, on_outcome=on_outcome, on_epoch=on_epoch)
-                    finally:
-                        torch_threads(threads)
                 elif kind == "ray":
                     from nasx.search.executors.ray import run_ray
 
@@ -160,24 +155,9 @@ def run_search(
                         storage_path=str(folder.resolve()),
                     )
             finally:
-                if children:
-                    from nasx.search.executors.local import stop_workers
-
-                    stop_workers(children)
                 with worker.turn():
                     provenance.end_run(study, run_index)
             return SearchSummary(folder, progress(study), retried, trial_rows(study))
-
-
-def torch_threads(n: int | None) -> int | None:
-    """Set torch's intra-op threads to ``n`` (None: leave them) and return what they were (None if unchanged)."""
-    if n is None:
-        return None
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return before
 
 
 def load_study(cfg: StudyConfig, root: Path | None = None) -> optuna.Study:

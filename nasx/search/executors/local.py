@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,22 @@ def stop_workers(procs: list[Any], wait_s: float = 30.0) -> list[int]:
             p.terminate()
             p.join(5)
     return [p.exitcode for p in procs]
+
+
+@contextmanager
+def local_workers(cfg: Any, root: Path | None, dry_run_s: float | None = None, space: Any = None) -> Iterator[None]:
+    """This process as one of ``cfg.executor.workers`` local workers for the block: the others started as child
+    processes (:func:`start_workers`), this one's torch threads set to its share, both undone at the end."""
+    children = start_workers(cfg, root, dry_run_s, space)
+    if not children:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(worker_threads(cfg.executor.workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        stop_workers(children)
